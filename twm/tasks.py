@@ -292,3 +292,15 @@ def sequence_period(F, s: int, max_steps: int = 100_000) -> int:
     if period > max_steps:
         raise ValueError(f"period {period} exceeds max_steps={max_steps}")
     return period
+
+
+def make_task(name: str = "repeat_copy", s: int = 8, d: int = 8, task_id=None) -> Task:
+    """The Hydra entry for the ``task`` config group: a registered task by name, or (``name: linear``) any binary
+    linear HDS from its authors' id."""
+    if task_id is not None:
+        task = custom_task(s, d, task_id=tuple(task_id), name=name)
+        registered = task_by_id(task.task_id, s, d)
+        return registered if name in ("linear", registered.name) else task
+    if name == "linear":
+        raise ValueError("task 'linear' needs task.task_id = [id1, id2, id3]")
+    return get_task(name, s, d)

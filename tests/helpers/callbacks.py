@@ -1,0 +1,14 @@
+"""Test-only callbacks, instantiated through configs."""
+
+import lightning.pytorch as pl
+
+
+class CrashAt(pl.Callback):
+    """Raise after ``step`` optimizer steps: a crash in the middle of training."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"simulated crash at step {trainer.global_step}")

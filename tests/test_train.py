@@ -1,0 +1,134 @@
+"""The training job (issue 3): configs, a real run, determinism, resume, errors, loggers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import CONF, TINY, compose_train
+from twm.train.artifacts import SUMMARY_KEYS, load_model, read_summary
+from twm.train.config import ConfigError, validate
+from twm.train.run import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _options(group):
+    return sorted(p.stem for p in Path(CONF, group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"task={o}" for o in _options("task")] + [f"model={o}" for o in _options("model")]
+    + [f"curriculum={o}" for o in _options("curriculum")] + [f"trainer={o}" for o in _options("trainer")]
+    + [f"logger={o}" for o in _options("logger")] + [f"callbacks={o}" for o in _options("callbacks")],
+)
+def test_every_group_option_composes_and_builds(override, tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = compose_train([override], tmp_path)
+    validate(cfg)
+    task = instantiate(cfg.task)
+    instantiate(cfg.curriculum)
+    module = instantiate(cfg.model, task=task, seed=cfg.seed)
+    assert module.model.hidden_size == cfg.model.hidden_size
+    for node in cfg.callbacks.values():
+        instantiate(node)
+
+
+def test_defaults_match_spec(tmp_path):
+    cfg = compose_train([], tmp_path)
+    assert cfg.seed == 1 and cfg.trainer.max_steps == 20000 and cfg.trainer.gradient_clip_val == 1.0
+    assert list(cfg.curriculum.ladder) == [10, 20, 40, 60, 100] and cfg.curriculum.threshold == 0.98
+    assert cfg.model.bias is False and cfg.model.lr == 1e-3 and cfg.data.batch_size == 64
+    assert list(cfg.logger) == ["csv"] and cfg.data.test_horizon == 200
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["task=linear", "task.task_id=[7,0,0]"], "task.task_id"),
+        (["task=signed_shuffle_48", "task.s=4"], "task.name"),
+        (["model.hidden_size=0"], "model.hidden_size"),
+        (["curriculum.threshold=1.5"], "curriculum.threshold"),
+        (["curriculum.threshold=0"], "curriculum.threshold"),
+        (["curriculum.ladder=[10,40,20]"], "curriculum.ladder"),
+        (["trainer.max_steps=0"], "trainer.max_steps"),
+        (["model.init=xavier"], "model.init"),
+    ],
+)
+def test_bad_configs_are_named(overrides, key, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_train(overrides, tmp_path))
+    assert err.value.key == key and "Allowed" in str(err.value)
+
+
+def test_bad_config_cli_exits_cleanly(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    for args, needle in [(["model.hidden_size=-3"], "model.hidden_size"), (["logger=nope"], "Available options in 'logger'")]:
+        proc = subprocess.run([sys.executable, "-m", "twm.train", *args, f"hydra.run.dir={tmp_path}"], cwd=ROOT,
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode != 0
+        assert needle in proc.stderr + proc.stdout
+        assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def _weights(run_dir):
+    model, _, _ = load_model(run_dir)
+    return model.state_dict()
+
+
+def test_tiny_run_writes_the_run_folder_contract(tmp_path):
+    summary = train(compose_train(TINY, tmp_path))
+    assert set(SUMMARY_KEYS) <= set(summary) and summary["status"] == "completed" and summary["steps"] == 20
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 20
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["curriculum/horizon", "epoch", "step", "train/accuracy", "train/loss"]
+    assert len(rows) == 21  # the horizon is logged every step
+    assert summary["final_horizon"] in (2, 4, 8)
+    # running again does nothing and says so
+    assert train(compose_train(TINY, tmp_path)) == summary
+
+
+def test_same_seed_same_numbers_and_seed_zero_is_honoured(tmp_path):
+    a = train(compose_train(TINY + ["seed=0"], tmp_path / "a"))
+    b = train(compose_train(TINY + ["seed=0"], tmp_path / "b"))
+    c = train(compose_train(TINY + ["seed=1"], tmp_path / "c"))
+    drop = {"wall_seconds"}
+    assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+    wa, wb, wc = _weights(tmp_path / "a"), _weights(tmp_path / "b"), _weights(tmp_path / "c")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(wa["rnn.weight_hh_l0"], wc["rnn.weight_hh_l0"])
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path):
+    overrides = TINY + ["trainer.max_steps=30"]
+    full = train(compose_train(overrides, tmp_path / "full"))
+    crash = overrides + ["+callbacks.crash._target_=tests.helpers.callbacks.CrashAt", "+callbacks.crash.step=25"]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(compose_train(crash, tmp_path / "resumed"))
+    assert read_summary(tmp_path / "resumed")["status"] == "failed"
+    resumed = train(compose_train(overrides, tmp_path / "resumed"))
+    wf, wr = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    for key in ("train_loss", "train_accuracy", "test_accuracy", "final_horizon", "step_reached_max_horizon"):
+        assert full[key] == resumed[key], key
+    assert (tmp_path / "full" / "metrics.csv").read_text() == (tmp_path / "resumed" / "metrics.csv").read_text()
+
+
+def test_wandb_offline_writes_an_offline_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no login anywhere
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    summary = train(compose_train(TINY + ["logger=wandb", "trainer.max_steps=5"], tmp_path / "run"))
+    assert summary["status"] == "completed"
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and (tmp_path / "run" / "metrics.csv").exists()
+    assert os.environ["WANDB_MODE"] == "offline"

@@ -1,0 +1,142 @@
+"""Structured-config schemas for the Hydra groups (a wrong key or type fails at composition) and the semantic
+checks that run before training (:func:`validate`), each naming the key and its allowed values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+
+@dataclass
+class TaskConfig:
+    _target_: str = "twm.tasks.make_task"
+    name: str = "repeat_copy"
+    s: int = 8
+    d: int = 8
+    task_id: list[int] | None = None
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "twm.train.module.HDSModule"
+    hidden_size: int = 128
+    l2: float = 0.0
+    lr: float = 1e-3
+    bias: bool = False
+    init: str = "uniform"
+
+
+@dataclass
+class LadderConfig:
+    _target_: str = "twm.train.curriculum.Ladder"
+    ladder: list[int] = field(default_factory=lambda: [10, 20, 40, 60, 100])
+    threshold: float = 0.98
+
+
+@dataclass
+class AdaptiveConfig:
+    _target_: str = "twm.train.curriculum.Adaptive"
+    gamma: float = 1.2
+    epsilon: float = 0.03
+    h0: int = 10
+    h_max: int = 100
+    window: int = 50
+
+
+@dataclass
+class FixedConfig:
+    _target_: str = "twm.train.curriculum.Fixed"
+    horizon: int = 100
+
+
+@dataclass
+class TrainerConfig:
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: str = "cpu"
+    devices: int = 1
+    max_steps: int = 20000
+    max_epochs: int = -1
+    gradient_clip_val: float = 1.0
+    log_every_n_steps: int = 1
+    deterministic: Any = True
+    precision: Any = "32-true"
+    enable_progress_bar: bool = False
+    enable_model_summary: bool = False
+    num_sanity_val_steps: int = 0
+
+
+@dataclass
+class DataConfig:
+    batch_size: int = 64
+    test_horizon: int = 200
+    test_batches: int = 10
+    test_batch_size: int = 64
+
+
+def register_schemas() -> None:
+    cs = ConfigStore.instance()
+    for name, node in [("task", TaskConfig), ("model", ModelConfig), ("ladder", LadderConfig),
+                       ("adaptive", AdaptiveConfig), ("fixed", FixedConfig), ("trainer", TrainerConfig),
+                       ("data", DataConfig)]:
+        cs.store(group="schema", name=name, node=node)
+
+
+register_schemas()
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be trained: ``key``, the value given, and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"Invalid configuration: {key}={value!r}. Allowed: {allowed}.")
+
+
+LOGGERS = ("csv", "wandb")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Semantic checks of a composed training config, before anything is built (raises :class:`ConfigError`)."""
+    from hydra.utils import instantiate
+
+    if cfg.get("seed") is None or int(cfg.seed) < 0:
+        raise ConfigError("seed", cfg.get("seed"), "an integer >= 0 (0 is a valid seed)")
+    task = cfg.task
+    if int(task.s) < 1 or int(task.d) < 1:
+        raise ConfigError("task.s/task.d", (task.s, task.d), "positive integers")
+    try:
+        instantiate(task)
+    except Exception as err:  # instantiate wraps the ValueError of operator_from_id
+        cause = err.__cause__ or err
+        key = "task.task_id" if task.get("task_id") is not None else "task.name"
+        raise ConfigError(key, task.get("task_id") or task.name, f"{cause}") from None
+    model = cfg.model
+    if int(model.hidden_size) <= 0:
+        raise ConfigError("model.hidden_size", model.hidden_size, "a positive integer (the paper uses 32, 64, 128)")
+    if float(model.l2) < 0:
+        raise ConfigError("model.l2", model.l2, "a float >= 0 (Adam's coupled weight decay)")
+    if float(model.lr) <= 0:
+        raise ConfigError("model.lr", model.lr, "a float > 0")
+    if model.init not in ("uniform", "gaussian"):
+        raise ConfigError("model.init", model.init, "'uniform' (PyTorch default) or 'gaussian' (N(0, 1/n))")
+    cur = cfg.curriculum
+    if "threshold" in cur and not 0.0 < float(cur.threshold) <= 1.0:
+        raise ConfigError("curriculum.threshold", cur.threshold, "a float in (0, 1]")
+    if "ladder" in cur:
+        ladder = list(cur.ladder)
+        if not ladder or any(int(h) <= 0 for h in ladder) or any(b <= a for a, b in zip(ladder, ladder[1:])):
+            raise ConfigError("curriculum.ladder", ladder, "a non-empty, strictly increasing list of positive ints")
+    try:
+        instantiate(cur)
+    except Exception as err:
+        raise ConfigError("curriculum", dict(cur), str(err.__cause__ or err)) from None
+    if int(cfg.trainer.max_steps) <= 0:
+        raise ConfigError("trainer.max_steps", cfg.trainer.max_steps, "a positive integer (the table used 20000)")
+    if int(cfg.data.batch_size) <= 0:
+        raise ConfigError("data.batch_size", cfg.data.batch_size, "a positive integer")
+    for name in cfg.get("logger") or {}:
+        if name not in LOGGERS:
+            raise ConfigError(f"logger.{name}", name, f"loggers {', '.join(LOGGERS)} (choose logger=csv|wandb|none)")
