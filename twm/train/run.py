@@ -7,6 +7,7 @@ with ``checkpoints/last.ckpt`` resumes from it and ends with the same weights an
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from twm.train import artifacts
 from twm.train.callbacks import CurriculumCallback
-from twm.train.config import validate
+from twm.train.config import ConfigError, validate
 from twm.train.metrics import per_step_accuracy
 
 log = logging.getLogger("twm.train")
@@ -53,6 +54,27 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 RESUME_BACKUP = "metrics.resume.csv"
+FINGERPRINT = "fingerprint.json"
+
+
+def fingerprint(cfg: DictConfig) -> dict:
+    """What makes a run this run: resuming or skipping a folder that holds another configuration is refused."""
+    keep = {k: cfg[k] for k in ("task", "model", "curriculum", "data") if k in cfg}
+    keep["seed"], keep["max_steps"] = cfg.seed, cfg.trainer.max_steps
+    return OmegaConf.to_container(OmegaConf.create(keep), resolve=True)
+
+
+def _check_fingerprint(out: Path, cfg: DictConfig) -> None:
+    path, current = out / FINGERPRINT, fingerprint(cfg)
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != current:
+            diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+            raise ConfigError("hydra.run.dir", str(out), f"a fresh folder: this one holds a run with another "
+                              f"configuration (differs in {', '.join(diff)}); relaunch the original grid or "
+                              "choose a new folder")
+    else:
+        artifacts.write_json(path, current)
 
 
 def _backup_metrics(out: Path, resume_step: int | None) -> Path | None:
@@ -116,6 +138,7 @@ def train(cfg: DictConfig) -> dict:
     validate(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _check_fingerprint(out, cfg)
     saved = out / ".hydra" / "config.yaml"
     if not saved.exists():  # Hydra's CLI writes it; programmatic callers get the same file
         saved.parent.mkdir(exist_ok=True)

@@ -1,0 +1,123 @@
+"""Spectral comparison and the Jacobian (SPEC §4, §3) on planted networks with known answers."""
+
+import json
+
+import numpy as np
+import pytest
+
+from twm.analysis import FixedPointNotFound, compare_spectra, jacobian, spectral_comparison, spectral_radius
+from twm.tasks import TASK_NAMES, get_task
+from twm.theory import cycle_coordinates, embed, phi, predicted_eigenvalues
+
+
+def _orthonormal(n, k, seed):
+    return np.linalg.qr(np.random.default_rng(seed).standard_normal((n, k)))[0]
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_planted_network_has_zero_error(name):
+    F = get_task(name).F
+    W_hh, _, _ = embed(phi(F, 8), _orthonormal(100, 64, 0))
+    c = spectral_comparison(W_hh, F, 8)
+    expected = 64 if name == "repeat_copy" else 36
+    assert c.defined and c.counts_match and c.n_learned == c.n_theory == expected
+    assert c.error < 1e-7 and c.error_optimal <= c.error
+    d = c.to_dict()
+    assert json.loads(json.dumps(d)) == d and d["n_theory"] == expected
+
+
+@pytest.mark.parametrize("name", ["repeat_copy", "signed_shuffle_48"])
+def test_noise_gives_error_of_the_noise_order(name):
+    F = get_task(name).F
+    W_hh, _, _ = embed(phi(F, 8), _orthonormal(100, 64, 1))
+    noisy = W_hh + 1e-3 * np.random.default_rng(2).standard_normal(W_hh.shape)
+    c = spectral_comparison(noisy, F, 8)
+    assert c.defined
+    assert 1e-5 < c.error < 1e-2
+    assert c.error_optimal <= c.error + 1e-12
+
+
+def test_missing_persistent_mode_is_undefined():
+    F = get_task("repeat_copy").F
+    Phi = phi(F, 8)
+    # Φ is a permutation (normal); the indicator v of one cycle is an eigenvector with λ = 1. Deflating it to 0.5
+    # leaves every other eigenvalue in place: 63 eigenvalues above 0.9 instead of 64.
+    cycle = [c for c in cycle_coordinates(F, 8) if c % 8 == 3]
+    v = np.zeros(64)
+    v[cycle] = 1.0
+    np.testing.assert_allclose(Phi @ v, v)
+    damped = Phi - 0.5 * np.outer(v, v) / (v @ v)
+    W_hh, _, _ = embed(damped, _orthonormal(100, 64, 3), d=8)
+    c = spectral_comparison(W_hh, F, 8)
+    assert (c.defined, c.counts_match, c.n_learned, c.n_theory) == (False, False, 63, 64)
+    assert c.error is None and c.error_optimal is None
+    assert c.to_dict()["error"] is None
+
+
+def test_greedy_versus_hungarian_hand_made():
+    learned = np.exp(1j * np.array([0.1, -0.05]))
+    theory = np.exp(1j * np.array([0.0, 0.3]))
+    c = compare_spectra(learned, theory)
+    # greedy: 0.1 takes 0.0 (0.1), then -0.05 must take 0.3 (0.35); optimal: 0.1->0.3 (0.2), -0.05->0.0 (0.05)
+    assert c.error == pytest.approx((0.1 + 0.35) / 2, abs=1e-12)
+    assert c.error_optimal == pytest.approx((0.2 + 0.05) / 2, abs=1e-12)
+    assert list(c.matching) == [0, 1]
+    # the greedy order is the learned operator's order: reversed, greedy is optimal here
+    assert compare_spectra(learned[::-1], theory).error == pytest.approx(0.125, abs=1e-12)
+
+
+def test_threshold_modulus_and_angle_wraparound():
+    # |λ| only decides what is kept; angles across ±π are close (arccos of the dot product)
+    c = compare_spectra([0.95 * np.exp(1j * 3.1), 0.2, 0.89j], [np.exp(-1j * 3.1), 0.0, 0.0])
+    assert (c.n_learned, c.n_theory) == (1, 1)
+    assert c.error == pytest.approx(2 * np.pi - 6.2, abs=1e-9)
+    empty = compare_spectra([0.1, 0.2], [0.0])
+    assert empty.counts_match and not empty.defined and empty.error is None
+
+
+def test_predicted_spectrum_against_itself_is_at_the_arccos_floor():
+    # arccos(1 - ε) ≈ √(2ε): an identical pair can read up to ~2e-8 rad, SPEC §4's formula's resolution
+    for name in TASK_NAMES:
+        ev = predicted_eigenvalues(get_task(name).F, 8)
+        assert compare_spectra(ev[::-1], ev).error < 3e-8
+
+
+def test_jacobian_without_bias_is_W_hh():
+    W = np.random.default_rng(4).standard_normal((6, 6))
+    lin = jacobian(W)
+    np.testing.assert_array_equal(lin.matrix, W)
+    assert not lin.fixed_point.any()
+    assert jacobian(W, b=np.zeros(6)).n_starts == 0
+    assert spectral_radius(W) == pytest.approx(np.max(np.abs(np.linalg.eigvals(W))))
+
+
+def test_jacobian_with_bias_recovers_planted_fixed_point():
+    rng = np.random.default_rng(5)
+    n = 40
+    W = 0.5 * rng.standard_normal((n, n)) / np.sqrt(n)  # contraction: a unique fixed point
+    h_star = rng.uniform(-0.3, 0.3, n)
+    b = np.arctanh(h_star) - W @ h_star
+    states = rng.uniform(-0.9, 0.9, (50, n))
+    lin = jacobian(W, b=b, states=states)
+    np.testing.assert_allclose(lin.fixed_point, h_star, atol=1e-10)
+    np.testing.assert_allclose(lin.matrix, np.diag(1 - h_star**2) @ W, atol=1e-10)
+    assert lin.residual < 1e-8 and lin.n_starts == 33 and lin.starts[0] == 33 and len(lin.fixed_points) == 1
+    c = spectral_comparison(W, get_task("repeat_copy", s=2, d=2).F, 2, b=b, states=states)
+    assert c.n_learned == 0 and not c.defined  # the damped operator keeps nothing above 0.9
+
+
+def test_dominant_fixed_point_is_the_most_reached():
+    # h = tanh(2 h) (n = 1): fixed points 0 and ±0.9575; starts near +1 reach +h*
+    W = np.array([[2.0]])
+    b = np.array([1e-12])
+    lin = jacobian(W, b=b, states=np.array([[0.8], [0.9], [0.99]]))
+    h = lin.fixed_point[0]
+    assert h == pytest.approx(np.tanh(2 * h), abs=1e-12) and h > 0.9
+    assert list(lin.starts) == [3, 1]
+    assert lin.matrix[0, 0] == pytest.approx(2 * (1 - h**2))
+
+
+def test_no_converged_fixed_point_raises():
+    W = np.array([[0.0, -4.0], [4.0, 0.0]])
+    with pytest.raises(FixedPointNotFound):
+        jacobian(W, b=np.array([1e-3, 0.0]), tol=0.0)  # tol 0: no residual counts as converged
