@@ -1,0 +1,77 @@
+"""The CUDA path, checked on a GPU machine (prints a JSON line; see benchmarks/README.md).
+
+1. A batched ensemble of 3 different runs on CUDA against each run trained alone on the CPU (the bare reference
+   loop): max weight difference after 60 steps.
+2. The Lightning single-run job on the GPU (``trainer=gpu``, cuDNN): steps/s at hidden 128, H = 100, and the
+   projected GPU-hours of the 1 920-run grid trained one run at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def ensemble_vs_reference(steps: int = 60) -> dict:
+    from twm.tasks import get_task
+    from twm.train.curriculum import Ladder
+    from twm.train.ensemble import EnsembleTrainer, Member, train_single_reference
+
+    specs = [("repeat_copy", 0.0, 0.9, 1), ("signed_shuffle_48", 0.001, 0.98, 2), ("signed_shuffle_70", 0.1, 0.6, 3)]
+
+    def members():
+        return [Member(get_task(n).F, 8, 32, seed=seed, l2=l2, curriculum=Ladder([4, 8, 16], thr), max_steps=steps)
+                for n, l2, thr, seed in specs]
+
+    trainer = EnsembleTrainer(members(), device="cuda")
+    for _ in range(steps):
+        trainer.step()
+    worst = 0.0
+    for i, m in enumerate(members()):
+        model, _ = train_single_reference(m.F, m.s, m.hidden_size, m.seed, m.l2, m.curriculum, max_steps=steps)
+        ref = model.state_dict()
+        got = trainer.state_dict(i)
+        worst = max(worst, max((ref[k] - got[k].cpu()).abs().max().item() for k in ref))
+    return {"ensemble_cuda_vs_cpu_reference_max_abs_diff": worst, "steps": steps}
+
+
+def lightning_gpu(steps: int = 300) -> dict:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    import twm.train.config  # noqa: F401
+    from twm.train.run import train
+
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with tempfile.TemporaryDirectory() as tmp:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(version_base="1.3", config_dir=conf):
+            cfg = compose("train", return_hydra_config=True, overrides=[
+                "trainer=gpu", f"trainer.max_steps={steps}", "logger=none", "curriculum=none", f"paths.output_dir={tmp}",
+                "callbacks.progress.every_n_steps=100000"])
+            HydraConfig().set_config(cfg)
+        start = time.perf_counter()
+        summary = train(cfg)
+        wall = time.perf_counter() - start
+    rate = steps / wall
+    return {"lightning_gpu_status": summary["status"], "lightning_gpu_steps_per_s_h128_H100": round(rate, 1),
+            "per_run_grid_gpu_hours": round(1920 * 20000 / rate / 3600, 1)}
+
+
+def main() -> None:
+    out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    for check in (ensemble_vs_reference, lightning_gpu):
+        try:
+            out.update(check())
+        except Exception as err:  # report and go on: this runs once on a lent machine
+            out[check.__name__ + "_error"] = f"{type(err).__name__}: {err}"
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Training throughput: the bare single-run loop against batched ensembles (twm.train.ensemble).
+
+One model-step = one optimizer step of one run. Setting: s = d = 8, repeat copy, fixed horizon H = 100
+(``Fixed(100)``), batch 64, no biases; hidden 128, 64, 32. For each hidden size the script times
+
+- the single run: ``train_single_reference`` (nn.RNN + autograd + torch.optim.Adam, one process);
+- ensembles of K members (``EnsembleTrainer``, seeds 1..K, L2 cycling through 0, 1e-3, 0.1, 10);
+- a matmul peak: the best of repeated ``torch.bmm`` of the recurrent matmul's shape (K, 64, n) @ (K, n, n) at the
+  largest K, in GFLOP/s. The ensemble's achieved recurrent-matmul rate counts 6*B*n^2*T flops per model-step
+  (forward, backward and weight gradient of W_hh; T = s + H); ``peak_fraction`` is achieved / peak.
+
+Each configuration is warmed up, then timed over several chunks; the rate reported is the best chunk (the machine is
+shared, the best chunk is the least disturbed). Prints a table, optional grid projection, and as the LAST line a
+JSON list with one object per hidden size.
+
+    python benchmarks/train_throughput.py --quick          # < 3 minutes on a 2-core CPU
+    python benchmarks/train_throughput.py --grid-projection
+    python benchmarks/train_throughput.py --device cuda    # adds K up to 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from twm.tasks import get_task
+from twm.train.curriculum import Fixed
+from twm.train.ensemble import EnsembleTrainer, Member, train_single_reference
+
+S = D = 8
+H = 100
+B = 64
+T = S + H
+L2S = (0.0, 1e-3, 0.1, 10.0)
+GRID_RUNS_PER_HIDDEN = 640  # 4 tasks x 4 L2 x 2 thresholds x 20 seeds (SPEC §3)
+GRID_STEPS = 20000
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def single_rate(F, n: int, device: torch.device, chunk_s: float, chunks: int) -> float:
+    """Best-chunk steps/s of the bare single-run loop."""
+    stamps: list[float] = []
+
+    def stamp(step, model):
+        stamps.append(time.perf_counter())
+
+    warmup = 5
+    train_single_reference(F, S, n, 1, 1e-3, Fixed(H), max_steps=warmup + 1, callback=stamp, device=device)
+    per_step = max((stamps[-1] - stamps[1]) / (len(stamps) - 2), 1e-4)
+    per_chunk = max(3, int(chunk_s / per_step))
+    stamps.clear()
+    train_single_reference(F, S, n, 1, 1e-3, Fixed(H), max_steps=warmup + per_chunk * chunks, callback=stamp,
+                           device=device)
+    t = stamps[warmup - 1:]
+    return max(per_chunk / (t[(c + 1) * per_chunk] - t[c * per_chunk]) for c in range(chunks))
+
+
+def ensemble_rate(F, n: int, K: int, device: torch.device, chunk_s: float, chunks: int) -> tuple[float, float]:
+    """Best-chunk model-steps/s of a K-member ensemble, and its bytes per member."""
+    members = [Member(F, S, n, seed, L2S[seed % len(L2S)], Fixed(H), max_steps=10**9) for seed in range(1, K + 1)]
+    trainer = EnsembleTrainer(members, device=device)
+    trainer.step()  # first touch of the buffers
+    _sync(device)
+    t0 = time.perf_counter()
+    trainer.step()
+    _sync(device)
+    per_step = time.perf_counter() - t0
+    per_chunk = max(1, int(chunk_s / per_step))
+    best = 0.0
+    for _ in range(chunks):
+        t0 = time.perf_counter()
+        for _ in range(per_chunk):
+            trainer.step()
+        _sync(device)
+        best = max(best, K * per_chunk / (time.perf_counter() - t0))
+    mem = trainer.buffer_bytes() / K
+    del trainer
+    return best, mem
+
+
+def bmm_peak(n: int, K: int, device: torch.device, seconds: float) -> float:
+    """Best GFLOP/s of torch.bmm (K, B, n) @ (K, n, n), the recurrent matmul's shape."""
+    a = torch.randn(K, B, n, device=device)
+    w = torch.randn(K, n, n, device=device)
+    out = torch.empty(K, B, n, device=device)
+    flops = 2 * K * B * n * n
+    for _ in range(3):
+        torch.bmm(a, w, out=out)
+    _sync(device)
+    t0 = time.perf_counter()
+    torch.bmm(a, w, out=out)
+    _sync(device)
+    reps = max(5, int(seconds / 10 / max(time.perf_counter() - t0, 1e-6)))
+    best = 0.0
+    for _ in range(10):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.bmm(a, w, out=out)
+        _sync(device)
+        best = max(best, flops * reps / (time.perf_counter() - t0))
+    return best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short timings (< 3 minutes on a 2-core CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64, 32])
+    parser.add_argument("--K", type=int, nargs="+", default=None, help="ensemble sizes (default 1 4 8 20 40; "
+                        "on cuda also 64 128 256 512)")
+    parser.add_argument("--grid-projection", action="store_true",
+                        help="project the wall time of the 1 920-run Table-1 grid (20 000 steps each)")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    Ks = args.K or ([1, 4, 8, 20, 40] + ([64, 128, 256, 512] if device.type == "cuda" else []))
+    chunk_s, chunks = (0.8, 3) if args.quick else (4.0, 5)
+    F = get_task("repeat_copy", S, D).F
+    flops_per_model_step = {n: 6 * B * n * n * T for n in args.hidden}
+
+    label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} threads"
+    print(f"device: {label}; s = d = {S}, H = {H} (Fixed), batch {B}; rate = best of {chunks} chunks of ~{chunk_s} s")
+    print(f"{'hidden':>6} {'config':>10} {'K':>4} {'model-steps/s':>14} {'ms/model-step':>14} {'GFLOP/s':>8} "
+          f"{'MB/member':>9}")
+    results = []
+    for n in args.hidden:
+        single = single_rate(F, n, device, chunk_s, chunks)
+        gf = flops_per_model_step[n] * single / 1e9
+        print(f"{n:>6} {'single':>10} {1:>4} {single:>14.1f} {1e3 / single:>14.2f} {gf:>8.1f} {'':>9}", flush=True)
+        best_k, best_rate, best_mem = None, 0.0, 0.0
+        for K in Ks:
+            rate, mem = ensemble_rate(F, n, K, device, chunk_s, chunks)
+            gf = flops_per_model_step[n] * rate / 1e9
+            print(f"{n:>6} {'ensemble':>10} {K:>4} {rate:>14.1f} {1e3 / rate:>14.2f} {gf:>8.1f} {mem / 1e6:>9.1f}",
+                  flush=True)
+            if rate > best_rate:
+                best_k, best_rate, best_mem = K, rate, mem
+        peak = bmm_peak(n, max(Ks), device, seconds=1.0 if args.quick else 3.0)
+        achieved = flops_per_model_step[n] * best_rate / 1e9
+        results.append({
+            "hidden": n,
+            "single_model_steps_per_s": round(single, 2),
+            "ensemble_model_steps_per_s": round(best_rate, 2),
+            "K": best_k,
+            "ratio": round(best_rate / single, 2),
+            "achieved_gflops": round(achieved, 1),
+            "peak_gflops": round(peak, 1),
+            "peak_fraction": round(achieved / peak, 3),
+            "mb_per_member": round(best_mem / 1e6, 2),
+        })
+        print(f"{n:>6} best ensemble K = {best_k}: ratio {best_rate / single:.2f} over the single run; "
+              f"recurrent matmul {achieved:.1f} GFLOP/s of a {peak:.1f} GFLOP/s bmm peak "
+              f"({100 * achieved / peak:.0f}%); {best_mem / 1e6:.1f} MB per member", flush=True)
+
+    if args.grid_projection:
+        total = 0.0
+        for r in results:
+            seconds = GRID_RUNS_PER_HIDDEN * GRID_STEPS / r["ensemble_model_steps_per_s"]
+            single_s = GRID_RUNS_PER_HIDDEN * GRID_STEPS / r["single_model_steps_per_s"]
+            total += seconds
+            print(f"grid projection, hidden {r['hidden']}: {GRID_RUNS_PER_HIDDEN} runs x {GRID_STEPS} steps = "
+                  f"{seconds / 3600:.1f} h as ensembles of {r['K']} (single runs one after another: "
+                  f"{single_s / 3600:.1f} h)")
+        print(f"grid projection, all {GRID_RUNS_PER_HIDDEN * len(results)} runs: {total / 3600:.1f} h on this device "
+              f"at H = {H} throughout (an upper bound: the ladder curriculum starts at H = 10)")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

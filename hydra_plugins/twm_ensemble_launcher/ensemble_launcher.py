@@ -1,0 +1,66 @@
+"""Hydra launcher ``twm_ensemble`` (``launcher=ensemble``): packs the jobs of a multirun into batched ensembles.
+
+Hydra expands the grid and composes every job's config as usual; this launcher sets up each job's folder through
+Hydra's own ``run_job`` (``.hydra/``, overrides, output dir), then trains compatible jobs together with
+:func:`twm.train.ensemble.train_ensemble`. Every job folder ends in the single-run format.
+"""
+
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from omegaconf import open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EnsembleLauncherConf:
+    _target_: str = "hydra_plugins.twm_ensemble_launcher.ensemble_launcher.EnsembleLauncher"
+    max_members: int = 64       # runs per ensemble (one process trains them as one batched RNN)
+    device: str = "auto"        # auto | cpu | cuda
+    checkpoint_every: int = 500
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="twm_ensemble", node=EnsembleLauncherConf, provider="twm")
+
+
+class EnsembleLauncher(Launcher):
+    def __init__(self, max_members: int = 64, device: str = "auto", checkpoint_every: int = 500) -> None:
+        super().__init__()
+        self.max_members, self.device, self.checkpoint_every = int(max_members), device, int(checkpoint_every)
+        self.config = self.task_function = self.hydra_context = None
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from twm.train.packing import prepare_member, train_packed
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("Preparing %d jobs for batched ensembles (up to %d per ensemble)", len(job_overrides), self.max_members)
+        returns, prepared = [], []
+        for offset, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + offset
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = idx
+                sweep_config.hydra.job.num = idx
+            ret = run_job(hydra_context=self.hydra_context, task_function=prepare_member, config=sweep_config,
+                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            returns.append(ret)
+            if ret.status == JobStatus.COMPLETED:
+                prepared.append((len(returns) - 1, ret.return_value))
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        results = train_packed([p for _, p in prepared], self.max_members, self.device, self.checkpoint_every)
+        for (position, _), summary in zip(prepared, results):
+            returns[position].return_value = summary.get("test_accuracy") if summary else None
+        return returns

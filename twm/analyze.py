@@ -1,0 +1,565 @@
+"""``python -m twm.analyze``: post-hoc analysis of trained run folders (SPEC §4–§6), one run or a whole sweep.
+
+    python -m twm.analyze run_dir=outputs/sweeps/table1/17
+    python -m twm.analyze sweep_dir=outputs/sweeps/table1 workers=2
+    python -m twm.analyze -m sweep_dir=outputs/sweeps/table1 n_chunks=8 'chunk=range(8)' launcher=slurm
+
+Each analysed run gets ``<run>/analysis.json`` (schema in :func:`analyze_run`) and, with ``plots=true``, the PNGs
+``<run>/analysis/{spectrum,weights_in_basis,hidden_waves,length_generalisation[,gradient_flow]}.png``. A sweep also
+gets ``<sweep>/analysis_status.json`` (``analysis_status.chunk<i>of<n>.json`` for one chunk): which runs were
+analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors.
+Nothing else is written: no Hydra output folder for a single invocation (``hydra.run.dir: .``, no ``.hydra/``,
+logging to stdout only); a multirun keeps Hydra's own bookkeeping under ``outputs/analysis/<date>/<time>/``.
+
+The Hydra entry point is thin; the work is in plain functions: :func:`analyze_run`, :func:`analyze_runs`,
+:func:`analyze_sweep`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from twm.train import artifacts
+
+log = logging.getLogger("twm.analyze")
+
+ANALYSIS = "analysis.json"
+PLOT_DIR = "analysis"
+STATUS = "analysis_status.json"
+SCHEMA = 1
+# options that change the numbers: an analysis.json made with other values is stale
+NUMERIC_OPTIONS = ("threshold", "length_horizon", "length_batches", "length_threshold", "rate_tol")
+
+
+class AnalyzeError(ValueError):
+    """A request that cannot be analysed (bad options, no such folder); the CLI prints it and exits 2."""
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """What :func:`analyze_run` computes (defaults = ``conf/analyze.yaml``).
+
+    ``threshold``: |λ| cut of the spectral comparison (SPEC §4). ``length_horizon``/``length_batches``: the length
+    generalisation test (output steps, batches of 64). ``length_threshold``: its ``first_below`` accuracy level.
+    ``rate_tol``: the gradient decay rate counted as "flat" (step where r first falls below it). ``plots``: write
+    the PNGs. ``force``: analyse even when ``analysis.json`` is up to date.
+    """
+
+    threshold: float = 0.9
+    length_horizon: int = 1000
+    length_batches: int = 4
+    length_threshold: float = 0.94
+    rate_tol: float = 0.05
+    plots: bool = True
+    force: bool = False
+
+    @classmethod
+    def from_config(cls, cfg) -> AnalyzeOptions:
+        values = {f.name: cfg.get(f.name) for f in fields(cls) if cfg.get(f.name) is not None}
+        opts = cls(**values)
+        opts.check()
+        return opts
+
+    def check(self) -> None:
+        if not self.threshold >= 0:
+            raise AnalyzeError(f"threshold must be >= 0 (the |λ| cut of SPEC §4, default 0.9); got {self.threshold}")
+        if int(self.length_horizon) < 1 or int(self.length_batches) < 1:
+            raise AnalyzeError(f"length_horizon and length_batches must be >= 1; got {self.length_horizon}, "
+                               f"{self.length_batches}")
+
+    def numeric(self) -> dict:
+        return {k: getattr(self, k) for k in NUMERIC_OPTIONS}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------------------------
+def glyph(s: int, d: int) -> np.ndarray:
+    """The input pattern of the hidden-wave figure, ``(s, d)`` ±1: a diagonal stroke ("\\"), +1 at
+    ``j = round(i (d-1)/(s-1))`` in input step ``i`` (0-based), -1 elsewhere. Not symmetric under reversing time,
+    so the direction the waves travel is visible."""
+    X = -np.ones((s, d))
+    for i in range(s):
+        X[i, int(round(i * (d - 1) / (s - 1))) if s > 1 else 0] = 1.0
+    return X
+
+
+def _finite(value):
+    """JSON-safe: non-finite floats become None, numpy scalars become Python ones, containers recursively."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def support_summary(M: np.ndarray, F, s: int, kept: np.ndarray, level: float = 0.5) -> dict:
+    """How well ``Ψ* W_hh Ψ`` (``M``, ``(s*d, s*d)``) shows Φ on the kept coordinates (Fig. 4, SPEC §5 step 4).
+
+    ``support_match``: fraction of Φ's nonzero entries (both coordinates kept) where ``M`` has the same sign and
+    ``|M| > level``, also split into ``shift_match`` (Φ's shift band) and ``boundary_match`` (its last block row,
+    ``Fᵀ``; the shift entries hold by construction of the Krylov basis up to the norm ratios, so the boundary is the
+    informative part); ``off_support_max``: the largest ``|M|`` on kept×kept entries where Φ is 0 (0 if none);
+    ``on_support_abs_mean``/``on_support_abs_min``: ``|M|`` on Φ's support."""
+    from twm.theory import phi
+
+    P = phi(F, s)
+    kept = np.asarray(kept, dtype=bool)
+    both = kept[:, None] & kept[None, :]
+    support = both & (P != 0)
+    off = both & (P == 0)
+    n = int(support.sum())
+    hits = support & (np.sign(M) == np.sign(P)) & (np.abs(M) > level)
+    on = np.abs(M[support])
+    boundary = np.zeros_like(support)
+    boundary[-(P.shape[0] // s):] = True  # the last block row: Fᵀ
+    parts = {}
+    for name, part in (("shift", support & ~boundary), ("boundary", support & boundary)):
+        k = int(part.sum())
+        parts[f"{name}_match"] = float((hits & part).sum() / k) if k else None
+    return {
+        "support_entries": n,
+        "support_match": float(hits.sum() / n) if n else None,
+        **parts,
+        "support_level": level,
+        "on_support_abs_mean": float(on.mean()) if n else None,
+        "on_support_abs_min": float(on.min()) if n else None,
+        "off_support_max": float(np.abs(M[off]).max()) if off.any() else 0.0,
+    }
+
+
+def gradient_summary(probe: dict, rate_tol: float = 0.05) -> dict:
+    """Fig. 5 in numbers from :func:`twm.analysis.load_probe_csv`'s dict: decay rate r and ``max|λ(W_hh)|`` at
+    the first and last probe, the first step where ``max|λ|`` exceeds 1 and the first where ``r < rate_tol``
+    (``None`` when it never happens)."""
+    steps, rates, eig = probe["steps"], probe["decay_rate"], probe["max_abs_eig"]
+
+    def first_step(mask):
+        idx = np.flatnonzero(mask)
+        return int(steps[idx[0]]) if idx.size else None
+
+    out = {
+        "n_probes": len(steps),
+        "step_start": int(steps[0]),
+        "step_end": int(steps[-1]),
+        "decay_rate_start": float(rates[0]),
+        "decay_rate_end": float(rates[-1]),
+        "max_abs_eig_start": float(eig[0]),
+        "max_abs_eig_end": float(eig[-1]),
+        "step_max_abs_eig_above_1": first_step(eig > 1.0),
+        "rate_tol": float(rate_tol),
+        "step_decay_rate_below_tol": first_step(np.nan_to_num(rates, nan=np.inf) < rate_tol),
+    }
+    if "decay_rate_first" in probe:  # C = loss at the first output step alone
+        out["first_output_decay_rate_start"] = float(probe["decay_rate_first"][0])
+        out["first_output_decay_rate_end"] = float(probe["decay_rate_first"][-1])
+    return out
+
+
+def up_to_date(run_dir, options: AnalyzeOptions) -> dict | None:
+    """The stored analysis of ``run_dir`` if it is newer than the checkpoint, made with the same numeric options
+    and (when ``options.plots``) has its PNGs; else ``None``."""
+    run_dir = Path(run_dir)
+    path, ckpt = run_dir / ANALYSIS, run_dir / artifacts.CHECKPOINTS / artifacts.LAST
+    if not path.exists() or not ckpt.exists() or path.stat().st_mtime < ckpt.stat().st_mtime:
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    made_with = {k: (stored.get("options") or {}).get(k) for k in NUMERIC_OPTIONS}
+    if stored.get("schema") != SCHEMA or made_with != options.numeric():
+        return None
+    plots = stored.get("plots") or {}
+    if options.plots and not (plots and all((run_dir / p).exists() for p in plots.values())):
+        return None
+    return stored
+
+
+@torch.no_grad()
+def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> dict:
+    """Analyse one trained run folder; writes ``<run_dir>/analysis.json`` (and the PNGs) and returns its content.
+
+    Skips the work and returns the stored analysis when :func:`up_to_date` (unless ``options.force``); the result
+    then has ``"skipped": true`` (not stored in the file). Schema of ``analysis.json``:
+
+    - ``schema`` (1), ``run_dir``, ``analysed_at`` (UTC ISO), ``seconds``, ``options`` (:class:`AnalyzeOptions`
+      minus ``force``);
+    - ``run``: the run's ``summary.json`` fields (status, steps, seed, task, task_id, s, d, hidden_size, l2,
+      curriculum, threshold = the curriculum threshold, final_horizon, step_reached_max_horizon, train_loss,
+      train_accuracy, test_accuracy, wall_seconds), ``None`` where the summary lacks them;
+    - ``spectral``: SPEC §4 — ``error``, ``error_optimal`` (radians, ``None`` when undefined), ``n_learned``,
+      ``n_theory``, ``defined``, ``counts_match``, ``threshold``, ``operator`` (``"W_hh"`` or
+      ``"jacobian_at_fixed_point"``), ``spectral_radius`` (of that operator), ``fixed_point_norm``,
+      ``fixed_point_residual`` and ``n_fixed_points`` (with biases), ``failure`` (why the operator could not be
+      formed, e.g. no fixed point found; then ``defined`` is false);
+    - ``basis``: SPEC §5 — ``method``, ``n_kept``, ``n_coordinates`` (s*d), ``n_complement`` and
+      :func:`support_summary` of ``Ψ* W_hh Ψ``;
+    - ``hidden_waves``: the input shown (``input``: description, ``pattern``: the (s, d) ±1 glyph, ``steps``,
+      ``normalisation``);
+    - ``length_generalisation``: ``first_below`` (1-based output step, ``None`` if never), ``threshold``,
+      ``horizon``, ``mean_accuracy``, ``n_batches``, ``batch_size``, ``seed`` (the run's test seed), ``accuracy``
+      (all ``horizon`` per-step accuracies);
+    - ``gradient_flow``: :func:`gradient_summary` when the run has ``grad_probe.csv``, else ``None``;
+    - ``plots``: name → path relative to the run folder (empty without plots).
+    """
+    from twm.analysis import (
+        length_generalisation,
+        load_probe_csv,
+        plot_gradient_flow,
+        plot_hidden_waves,
+        plot_length_generalisation,
+        plot_spectrum,
+        plot_weights_in_basis,
+        states_in_basis,
+        variable_memory_basis,
+        weights_in_basis,
+    )
+    from twm.analysis.spectra import FixedPointNotFound, compare_spectra, jacobian
+    from twm.tasks import sample
+    from twm.theory import predicted_eigenvalues
+
+    options = options or AnalyzeOptions()
+    run_dir = Path(run_dir)
+    if not options.force:
+        stored = up_to_date(run_dir, options)
+        if stored is not None:
+            return {**stored, "skipped": True}
+    start = time.perf_counter()
+    model, task, cfg = artifacts.load_model(run_dir)
+    summary = artifacts.read_summary(run_dir) or {}
+    s, d, F = task.s, task.d, task.F
+    seed = int(summary.get("seed", cfg.get("seed", 0)))
+    seeds = artifacts.run_seeds(seed)
+    W_hh, W_r, b = model.W_hh.double().numpy(), model.W_r.double().numpy(), model.b
+    plot_dir = run_dir / PLOT_DIR
+    plots: dict[str, str] = {}
+
+    def plot_path(name):
+        if not options.plots:
+            return None
+        plots[name] = f"{PLOT_DIR}/{name}.png"
+        return plot_dir / f"{name}.png"
+
+    # visited hidden states: fixed-point starts (with biases) and the complement PCA of Algorithm 1
+    gen = torch.Generator().manual_seed(seeds.probe)
+    u_rand, _ = sample(F, s, max(3 * s, int(summary.get("final_horizon") or 0)), 16, gen)
+    hidden = model(u_rand)[1].double().numpy()
+
+    # SPEC §4: the spectral comparison of the Jacobian with Φ
+    spectral: dict = {"operator": "W_hh" if b is None or not torch.any(b) else "jacobian_at_fixed_point"}
+    try:
+        lin = jacobian(W_hh, b=None if b is None else b.double().numpy(), states=hidden)
+        eig = np.linalg.eigvals(lin.matrix)
+        comparison = compare_spectra(eig, predicted_eigenvalues(F, s), threshold=options.threshold)
+        spectral.update(comparison.to_dict())
+        spectral["spectral_radius"] = float(np.max(np.abs(eig)))
+        if spectral["operator"] != "W_hh":
+            spectral.update(fixed_point_norm=float(np.linalg.norm(lin.fixed_point)),
+                            fixed_point_residual=lin.residual, n_fixed_points=len(lin.fixed_points))
+        if options.plots:
+            plot_spectrum(eig, F, s, plot_path("spectrum"), threshold=options.threshold, comparison=comparison,
+                          title=f"{task.name}, hidden {cfg.model.hidden_size}, seed {seed}: spectrum vs Φ")
+    except FixedPointNotFound as err:
+        spectral.update(error=None, error_optimal=None, n_learned=None, n_theory=None, defined=False,
+                        counts_match=False, threshold=options.threshold, failure=str(err))
+
+    # SPEC §5: the variable-memory basis and W_hh in it (Fig. 4); the hidden waves of one glyph (Fig. 3)
+    pattern = glyph(s, d)
+    T = 4 * s
+    u_glyph = torch.zeros(T, 1, d)
+    u_glyph[:s, 0] = torch.as_tensor(pattern, dtype=torch.float32)
+    h_glyph = model(u_glyph)[1][:, 0].double().numpy()
+    basis = variable_memory_basis(W_hh, W_r, s, F=F, hidden=np.concatenate([hidden.reshape(-1, hidden.shape[-1]),
+                                                                              h_glyph]))
+    M = weights_in_basis(W_hh, basis)
+    basis_info = {"method": basis.method, "n_kept": basis.n_kept, "n_coordinates": s * d,
+                  "n_complement": int(basis.complement.shape[1]), **support_summary(M, F, s, basis.kept)}
+    waves = {
+        "input": f"diagonal glyph: input step i (0-based) is +1 at dim round(i*(d-1)/(s-1)), -1 elsewhere; "
+                 f"inputs for the first s = {s} steps, then zeros for {T - s} steps (one sequence, h(0) = 0)",
+        "pattern": pattern.astype(int).tolist(),
+        "steps": T,
+        "normalisation": "Ψ* h(t) reshaped to (s, d); each time step divided by its max |value| over all "
+                         "variables and dims (global per-timestep, SPEC §7); raw h(t) on one symmetric scale",
+    }
+    if options.plots:
+        plot_weights_in_basis(M, s, d, plot_path("weights_in_basis"), kept=basis.kept,
+                              title=f"Ψ* W_hh Ψ ({task.name}, hidden {cfg.model.hidden_size}, seed {seed}; "
+                                    f"{basis.n_kept} kept, support match {basis_info['support_match']:.2f})")
+        plot_hidden_waves(states_in_basis(h_glyph, basis), plot_path("hidden_waves"), raw_hidden=h_glyph,
+                          max_panels=T)
+
+    # length generalisation to length_horizon output steps
+    lg = length_generalisation(model, F, s, horizon=int(options.length_horizon), n_batches=int(options.length_batches),
+                               batch_size=64, seed=seeds.test, threshold=options.length_threshold)
+    length = {**lg.to_dict(), "n_batches": int(options.length_batches), "batch_size": 64, "seed": seeds.test,
+              "accuracy": [round(float(a), 6) for a in lg.accuracy]}
+    if options.plots:
+        plot_length_generalisation({f"seed {seed}": lg.accuracy}, plot_path("length_generalisation"),
+                                   threshold=options.length_threshold,
+                                   train_horizon=summary.get("final_horizon"),
+                                   title=f"length generalisation ({task.name}, hidden {cfg.model.hidden_size}, "
+                                         f"seed {seed}; first below {options.length_threshold:g}: "
+                                         f"{lg.first_below if lg.first_below is not None else 'never'})")
+
+    # SPEC §6: gradient flow during training, when the run recorded it
+    gradient = None
+    probe_csv = run_dir / "grad_probe.csv"
+    if probe_csv.exists():
+        probe = load_probe_csv(probe_csv)
+        gradient = gradient_summary(probe, options.rate_tol)
+        if options.plots:
+            plot_gradient_flow(probe["steps"], probe["G"], probe["decay_rate"], probe["max_abs_eig"],
+                               plot_path("gradient_flow"), title=f"gradient flow ({task.name}, seed {seed})")
+
+    run = {k: summary.get(k) for k in artifacts.SUMMARY_KEYS}
+    if run["task"] is None:  # no summary (an unfinished run analysed on request): what the config says
+        run.update(task=task.name, task_id=list(task.task_id) if task.task_id else None, s=s, d=d, seed=seed,
+                   hidden_size=int(cfg.model.hidden_size), l2=float(cfg.model.l2),
+                   threshold=cfg.curriculum.get("threshold"))
+    result = _finite({
+        "schema": SCHEMA,
+        "run_dir": str(run_dir),
+        "analysed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - start, 3),
+        "options": {k: v for k, v in asdict(options).items() if k != "force"},
+        "run": run,
+        "spectral": spectral,
+        "basis": basis_info,
+        "hidden_waves": waves,
+        "length_generalisation": length,
+        "gradient_flow": gradient,
+        "plots": plots,
+    })
+    artifacts.write_json(run_dir / ANALYSIS, result)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Many runs
+# --------------------------------------------------------------------------------------------------------------
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _analyse_one(run_dir: str, options: AnalyzeOptions) -> tuple[str, str, object]:
+    """``(run_dir, outcome, payload)``: outcome "analysed" or "up_to_date" with the analysis dict, or "error" with
+    ``{"error": ..., "traceback": ...}``. Never raises (one run's failure must not stop the others)."""
+    try:
+        result = analyze_run(run_dir, options)
+        return run_dir, ("up_to_date" if result.get("skipped") else "analysed"), result
+    except Exception as err:  # noqa: BLE001  (recorded per run)
+        return run_dir, "error", {"error": f"{type(err).__name__}: {err}",
+                                  "traceback": "".join(traceback.format_exc(limit=6))[-3000:]}
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def analyze_runs(run_dirs, options: AnalyzeOptions, workers: int = 1, progress_seconds: float = 10.0,
+                 progress_every: int = 0, context: str = "") -> dict[str, tuple[str, object]]:
+    """Analyse ``run_dirs`` (in a process pool of ``workers`` when > 1, one torch thread each); returns
+    ``{run_dir: (outcome, payload)}`` as :func:`_analyse_one`. Logs a progress line every ``progress_seconds``
+    (and every ``progress_every`` runs when > 0) and at the end."""
+    run_dirs = [str(p) for p in run_dirs]
+    total = len(run_dirs)
+    results: dict[str, tuple[str, object]] = {}
+    counts = {"analysed": 0, "up_to_date": 0, "error": 0}
+    start = last = time.monotonic()
+
+    def record(run_dir, outcome, payload):
+        nonlocal last
+        results[run_dir] = (outcome, payload)
+        counts[outcome] += 1
+        if outcome == "error":
+            log.warning("analysis of %s failed: %s", run_dir, payload["error"])
+        done = len(results)
+        now = time.monotonic()
+        if done == total or now - last >= progress_seconds or (progress_every and done % progress_every == 0):
+            last = now
+            rate = done / max(now - start, 1e-9)
+            eta = (total - done) / rate
+            log.info("analysed %d/%d (%d up to date, %d errors%s) %.2f runs/s eta %s", done, total,
+                     counts["up_to_date"], counts["error"], context, rate, _duration(eta))
+
+    if workers <= 1 or total <= 1:
+        for run_dir in run_dirs:
+            record(*_analyse_one(run_dir, options))
+        return results
+    ctx = multiprocessing.get_context("spawn")  # no forked OpenMP/torch state in the workers
+    with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {pool.submit(_analyse_one, run_dir, options): run_dir for run_dir in run_dirs}
+        for future in as_completed(futures):
+            try:
+                record(*future.result())
+            except Exception as err:  # noqa: BLE001  (a worker died: record it, keep going)
+                record(futures[future], "error", {"error": f"{type(err).__name__}: {err}", "traceback": ""})
+    return results
+
+
+def _chunk(items: list, chunk, n_chunks) -> list:
+    if chunk is None and n_chunks is None:
+        return items
+    if chunk is None or n_chunks is None or not (int(n_chunks) >= 1 and 0 <= int(chunk) < int(n_chunks)):
+        raise AnalyzeError(f"chunk and n_chunks go together, with 0 <= chunk < n_chunks (got chunk={chunk}, "
+                           f"n_chunks={n_chunks}); e.g. -m n_chunks=8 'chunk=range(8)'")
+    return items[int(chunk)::int(n_chunks)]
+
+
+def status_path(sweep_dir, chunk=None, n_chunks=None) -> Path:
+    name = STATUS if chunk is None else f"analysis_status.chunk{int(chunk)}of{int(n_chunks)}.json"
+    return Path(sweep_dir) / name
+
+
+def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=None, n_chunks=None,
+                  stale_minutes: float = 10.0, progress_seconds: float = 10.0, write_status: bool = True) -> dict:
+    """Analyse every completed run of a multirun folder (or every ``n_chunks``-th from ``chunk``). Failed runs
+    (``summary.json`` status failed) and unfinished ones (running, interrupted, missing: see
+    :func:`twm.sweep.run_state`) are listed, not analysed; one run's analysis error is recorded and the others
+    go on. Returns the status dict, also written to ``<sweep_dir>/analysis_status[.chunk<i>of<n>].json``:
+    ``sweep_dir``, ``chunk``, ``n_chunks``, ``finished_at``, ``seconds``, ``options``, ``expected`` (jobs in
+    ``multirun.yaml``), ``counts`` (runs, analysed, up_to_date, errors, failed, unfinished), ``analysed`` and
+    ``up_to_date`` (job names), ``errors`` ({job: error}), ``failed`` ({job: the training error}),
+    ``unfinished`` ({job: state})."""
+    from twm.sweep import expected_jobs, run_dirs, run_state
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise AnalyzeError(f"sweep_dir={sweep_dir} is not a folder: give the multirun folder that holds the numbered "
+                           "job folders 0/ 1/ ... (e.g. outputs/sweeps/table1)")
+    all_runs = run_dirs(sweep_dir)
+    runs = _chunk(all_runs, chunk, n_chunks)
+    start = time.perf_counter()
+    states = {p.name: run_state(p, stale_minutes) for p in runs}
+    failed = {}
+    for p in runs:
+        if states[p.name] == "failed":
+            failed[p.name] = (artifacts.read_summary(p) or {}).get("error")
+    unfinished = {name: st for name, st in states.items() if st not in ("completed", "failed")}
+    todo = [p for p in runs if states[p.name] == "completed"]
+    where = f" of {sweep_dir}" + (f" (chunk {chunk} of {n_chunks})" if chunk is not None else "")
+    log.info("%d job folders%s: %d completed, %d failed, %d unfinished", len(runs), where, len(todo), len(failed),
+             len(unfinished))
+    for name, err in failed.items():
+        log.info("  failed run %s: %s", name, err)
+    if unfinished:
+        log.info("  unfinished runs: %s", ", ".join(f"{n} ({s})" for n, s in unfinished.items()))
+    results = analyze_runs(todo, options, workers, progress_seconds,
+                           context=f"; {len(failed)} failed, {len(unfinished)} unfinished runs skipped")
+    by_name = {Path(k).name: v for k, v in results.items()}
+    report = {
+        "sweep_dir": str(sweep_dir),
+        "chunk": chunk, "n_chunks": n_chunks,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - start, 3),
+        "options": {k: v for k, v in asdict(options).items()},
+        "expected": expected_jobs(sweep_dir) if chunk is None else None,
+        "counts": {
+            "runs": len(runs),
+            "analysed": sum(o == "analysed" for o, _ in by_name.values()),
+            "up_to_date": sum(o == "up_to_date" for o, _ in by_name.values()),
+            "errors": sum(o == "error" for o, _ in by_name.values()),
+            "failed": len(failed),
+            "unfinished": len(unfinished),
+        },
+        "analysed": sorted((n for n, (o, _) in by_name.items() if o == "analysed"), key=int),
+        "up_to_date": sorted((n for n, (o, _) in by_name.items() if o == "up_to_date"), key=int),
+        "errors": {n: p["error"] for n, (o, p) in sorted(by_name.items(), key=lambda kv: int(kv[0])) if o == "error"},
+        "failed": failed,
+        "unfinished": unfinished,
+    }
+    if report["expected"] is not None:
+        report["counts"]["missing_folders"] = max(0, report["expected"] - len(all_runs))
+    if write_status:
+        artifacts.write_json(status_path(sweep_dir, chunk, n_chunks), report)
+    return report
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------------
+def run_from_config(cfg) -> dict:
+    """The CLI's work on a composed ``conf/analyze.yaml`` (raises :class:`AnalyzeError` on a bad request)."""
+    run_dir, sweep_dir = cfg.get("run_dir"), cfg.get("sweep_dir")
+    if (run_dir is None) == (sweep_dir is None):
+        given = "both were given" if run_dir is not None else "neither was given"
+        raise AnalyzeError(
+            f"give exactly one of run_dir= (one trained run folder, holding .hydra/config.yaml and "
+            f"checkpoints/last.ckpt) or sweep_dir= (a multirun folder with numbered job folders 0/ 1/ ...); {given}. "
+            "Example: python -m twm.analyze sweep_dir=outputs/sweeps/table1 workers=2"
+        )
+    options = AnalyzeOptions.from_config(cfg)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if not (run_dir / artifacts.CHECKPOINTS / artifacts.LAST).exists() or not (
+                run_dir / ".hydra" / "config.yaml").exists():
+            raise AnalyzeError(f"run_dir={run_dir} is not a trained run folder: it needs .hydra/config.yaml and "
+                               f"checkpoints/last.ckpt (for a multirun folder use sweep_dir=)")
+        if cfg.get("chunk") is not None or cfg.get("n_chunks") is not None:
+            raise AnalyzeError("chunk/n_chunks split a sweep_dir= into parts; they make no sense with run_dir=")
+        state = (artifacts.read_summary(run_dir) or {}).get("status")
+        if state != "completed":
+            log.warning("%s has no completed summary (status %s): analysing its last checkpoint anyway", run_dir, state)
+        result = analyze_run(run_dir, options)
+        sp = result["spectral"]
+        log.info("%s %s: spectral error %s (%s vs %s eigenvalues > %g), first below %g at output step %s",
+                 run_dir, "(up to date, not recomputed)" if result.get("skipped") else "analysed",
+                 f"{sp['error']:.4g} rad" if sp.get("error") is not None else "undefined", sp.get("n_learned"),
+                 sp.get("n_theory"), options.threshold, options.length_threshold,
+                 result["length_generalisation"]["first_below"])
+        return {"run_dir": str(run_dir), "analysis": str(run_dir / ANALYSIS)}
+    report = analyze_sweep(sweep_dir, options, workers=int(cfg.get("workers") or 1), chunk=cfg.get("chunk"),
+                           n_chunks=cfg.get("n_chunks"), stale_minutes=float(cfg.get("stale_minutes") or 10.0),
+                           progress_seconds=float(cfg.get("progress_seconds") or 10.0))
+    c = report["counts"]
+    print(f"{report['sweep_dir']}: {c['runs']} job folders: {c['analysed']} analysed, {c['up_to_date']} up to date, "
+          f"{c['errors']} analysis errors, {c['failed']} failed runs, {c['unfinished']} unfinished "
+          f"-> {status_path(sweep_dir, report['chunk'], report['n_chunks'])}")
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_from_config(cfg)
+    except AnalyzeError as err:
+        sys.stderr.write(f"twm.analyze: {err}\nNothing was analysed. See conf/analyze.yaml for the options.\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

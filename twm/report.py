@@ -1,0 +1,507 @@
+"""``python -m twm.report sweep_dir=...``: Table 1 of the paper from a sweep folder (SPEC §4, §4.1).
+
+    python -m twm.report sweep_dir=outputs/sweeps/table1              # writes table1.{csv,md,json} there
+    python -m twm.report sweep_dir=outputs/sweeps/table1 out_dir=docs/results workers=2
+
+Reads each completed run's ``analysis.json``; completed runs without an up-to-date analysis (none, older than the
+checkpoint, or made with another ``threshold``/length options) are analysed on the fly with the options of
+``conf/report.yaml`` (``plots: false`` by default, so it is quick), unless ``analyze_missing=false``, in which case
+they are listed as not analysed and left out of the cells. Failed and unfinished runs appear in ``table1.csv``
+with their status and are left out of the cells (counted in each cell's ``n_failed``/``n_unfinished``).
+
+Outputs (in the sweep folder, or ``out_dir``):
+
+- ``table1.csv``: one row per run folder, columns :data:`CSV_COLUMNS` (``task_id`` as ``"id1,id2,id3"``; empty
+  where unknown);
+- ``table1.md``: the reproduced table in the paper's layout (rows: tasks keyed by id, with both label maps;
+  columns: hidden × L2; cells ``0.0005 (1.00)`` or ``— (0.93)``), the count-matched table, and the cell-by-cell
+  comparison ``reproduced | published`` with SPEC §4.1;
+- ``table1.json``: the aggregated cells of :func:`aggregate` plus the published values.
+
+The aggregation (:func:`aggregate`) and formatting (:func:`format_table`) are pure functions of the per-run rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger("twm.report")
+
+DIAGONAL = 9241421688590303745  # twm.tasks.DIAGONAL_ID1: block k, dim k
+# SPEC §4.1, transcribed exactly: task id -> (hidden, L2) -> (error in radians or None for "—", test accuracy).
+PUBLISHED_TABLE1: dict[tuple[int, int, int], dict[tuple[int, float], tuple[float | None, float]]] = {
+    (255, 0, 0): {
+        (64, 0.0): (None, 0.97), (64, 0.001): (None, 0.88), (64, 0.1): (None, 0.50),
+        (128, 0.0): (0.0005, 1.00), (128, 0.001): (None, 0.93), (128, 0.1): (None, 0.50),
+    },
+    (DIAGONAL, 0, 0): {
+        (64, 0.0): (0.0075, 1.00), (64, 0.001): (None, 0.85), (64, 0.1): (None, 0.50),
+        (128, 0.0): (0.0055, 0.98), (128, 0.001): (0.0031, 0.98), (128, 0.1): (None, 0.50),
+    },
+    (DIAGONAL, 262676, 189): {
+        (64, 0.0): (0.0026, 1.00), (64, 0.001): (0.0010, 0.97), (64, 0.1): (None, 0.50),
+        (128, 0.0): (0.0031, 0.98), (128, 0.001): (0.0005, 1.00), (128, 0.1): (None, 0.50),
+    },
+    (DIAGONAL, 38637, 145): {
+        (64, 0.0): (0.0112, 0.94), (64, 0.001): (0.0011, 1.00), (64, 0.1): (None, 0.50),
+        (128, 0.0): (0.0022, 1.00), (128, 0.001): (0.0006, 1.00), (128, 0.1): (None, 0.50),
+    },
+}
+PUBLISHED_COLUMNS = [(64, 0.0), (64, 0.001), (64, 0.1), (128, 0.0), (128, 0.001), (128, 0.1)]
+CSV_COLUMNS = (
+    "task", "task_id", "label_table", "label_demo", "hidden", "l2", "threshold", "seed", "test_accuracy",
+    "spectral_error", "spectral_error_optimal", "n_learned", "n_theory", "defined", "first_below", "final_horizon",
+    "step_reached_max_horizon", "steps", "status", "analysis", "run",
+)
+DASH = "—"
+
+
+class ReportError(ValueError):
+    """A request that cannot be reported; the CLI prints it and exits 2."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Keys and formatting
+# --------------------------------------------------------------------------------------------------------------
+def task_id_str(task_id) -> str:
+    """``(id1, id2, id3)`` (tuple, list or already a string) as ``"id1,id2,id3"``."""
+    if task_id is None:
+        return ""
+    if isinstance(task_id, str):
+        return ",".join(p.strip() for p in task_id.strip("()[] ").split(","))
+    return ",".join(str(int(v)) for v in task_id)
+
+
+def task_id_tuple(task_id) -> tuple[int, ...]:
+    text = task_id_str(task_id)
+    return tuple(int(v) for v in text.split(",")) if text else ()
+
+
+def short_id(task_id) -> str:
+    """``(255,0,0)``; the long diagonal id1 as ``…`` as in SPEC §4.1: ``(…,38637,145)``."""
+    ids = task_id_tuple(task_id)
+    return "(" + ",".join("…" if i == 0 and v > 10**6 else str(v) for i, v in enumerate(ids)) + ")"
+
+
+def labels_for(task_id, s: int = 8, d: int = 8) -> dict[str, str]:
+    """Both label maps (``table``: the authors' table notebook, ``demo``: their demo) of a task id at (s, d);
+    empty for a task outside Table 1."""
+    from twm.tasks import task_by_id
+
+    try:
+        return dict(task_by_id(task_id_tuple(task_id), int(s), int(d)).labels)
+    except (ValueError, TypeError):
+        return {}
+
+
+def format_error(error: float | None) -> str:
+    if error is None:
+        return DASH
+    return f"{error:.4f}" if error == 0 or error >= 1e-4 else f"{error:.1e}"
+
+
+def format_cell(error: float | None, accuracy: float | None) -> str:
+    """``"0.0005 (1.00)"``, ``"— (0.93)"``; ``"n/a"`` when the cell has no analysed run."""
+    if error is None and accuracy is None:
+        return "n/a"
+    return f"{format_error(error)} ({accuracy:.2f})" if accuracy is not None else f"{format_error(error)} (n/a)"
+
+
+def _l2(value) -> float:
+    return round(float(value), 12)
+
+
+def _bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _num(value) -> float | None:
+    if value is None or value == "":
+        return None
+    return float(value)
+
+
+def published_cell(task_id, hidden: int, l2: float) -> tuple[float | None, float] | None:
+    """The SPEC §4.1 value of a cell, or ``None`` when the paper shows no such cell."""
+    return PUBLISHED_TABLE1.get(task_id_tuple(task_id), {}).get((int(hidden), _l2(l2)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Aggregation (pure)
+# --------------------------------------------------------------------------------------------------------------
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _task_order(task_id: str) -> tuple:
+    ids = task_id_tuple(task_id)
+    published = list(PUBLISHED_TABLE1)
+    return (published.index(ids), ()) if ids in published else (len(published), ids)
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Table 1's cells from per-run rows (SPEC §4), sorted by task (published row order first), hidden, L2.
+
+    A row needs ``task_id``, ``hidden``, ``l2``, ``seed``, ``test_accuracy``, ``spectral_error``,
+    ``spectral_error_optimal``, ``defined``; optional ``status`` (default "completed"), ``analysis`` (default
+    "ok"), ``threshold``, ``task``, ``label_table``, ``label_demo``. Only completed, analysed rows enter the numbers.
+
+    Per cell (task_id, hidden, L2): per seed, the **minimum** defined error (a threshold with an undefined error
+    is ignored; the seed has no error only when none is defined) and the **maximum** test accuracy over the
+    curriculum thresholds; ``error``/``accuracy`` = the mean over seeds (the error over the seeds that have one;
+    ``None`` when no seed has — the table's "—"). ``error_optimal`` likewise with the optimal matching. Also:
+    ``n_defined``/``n_runs`` = ``defined_fraction`` (runs whose eigenvalue counts matched, nonzero), and
+    ``error_mean``/``error_sd``, ``error_optimal_mean``/``error_optimal_sd`` over those runs (sample sd, ``None``
+    for fewer than 2). ``cell``: :func:`format_cell`; ``published``: SPEC §4.1's value where the paper has one.
+    """
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        key = (task_id_str(r["task_id"]), int(r["hidden"]), _l2(r["l2"]))
+        g = groups.setdefault(key, {"runs": [], "n_failed": 0, "n_unfinished": 0, "n_unanalysed": 0, "first": r})
+        status = r.get("status") or "completed"
+        if status == "failed":
+            g["n_failed"] += 1
+        elif status != "completed":
+            g["n_unfinished"] += 1
+        elif (r.get("analysis") or "ok") != "ok":
+            g["n_unanalysed"] += 1
+        else:
+            g["runs"].append(r)
+    cells = []
+    for (tid, hidden, l2), g in sorted(groups.items(), key=lambda kv: (_task_order(kv[0][0]), kv[0][1], kv[0][2])):
+        runs = g["runs"]
+        by_seed: dict = {}
+        for r in runs:
+            by_seed.setdefault(r["seed"], []).append(r)
+        seed_err, seed_opt, seed_acc = [], [], []
+        for seed_runs in by_seed.values():
+            defined = [r for r in seed_runs if _bool(r.get("defined")) and _num(r.get("spectral_error")) is not None]
+            if defined:
+                seed_err.append(min(_num(r["spectral_error"]) for r in defined))
+                opts = [_num(r.get("spectral_error_optimal")) for r in defined]
+                if all(o is not None for o in opts):
+                    seed_opt.append(min(opts))
+            accs = [_num(r.get("test_accuracy")) for r in seed_runs if _num(r.get("test_accuracy")) is not None]
+            if accs:
+                seed_acc.append(max(accs))
+        defined_runs = [r for r in runs if _bool(r.get("defined")) and _num(r.get("spectral_error")) is not None]
+        err_mean, err_sd = _mean_sd([_num(r["spectral_error"]) for r in defined_runs])
+        opt_mean, opt_sd = _mean_sd([_num(r["spectral_error_optimal"]) for r in defined_runs
+                                     if _num(r.get("spectral_error_optimal")) is not None])
+        error = statistics.fmean(seed_err) if seed_err else None
+        accuracy = statistics.fmean(seed_acc) if seed_acc else None
+        first = g["first"]
+        pub = published_cell(tid, hidden, l2)
+        cells.append({
+            "task_id": tid,
+            "task": first.get("task"),
+            "label_table": first.get("label_table") or "",
+            "label_demo": first.get("label_demo") or "",
+            "hidden": hidden,
+            "l2": l2,
+            "n_runs": len(runs),
+            "n_seeds": len(by_seed),
+            "seeds": sorted(by_seed, key=lambda v: (str(type(v)), v)),
+            "thresholds": sorted({_num(r.get("threshold")) for r in runs if _num(r.get("threshold")) is not None}),
+            "n_seeds_defined": len(seed_err),
+            "error": error,
+            "error_optimal": statistics.fmean(seed_opt) if seed_opt else None,
+            "accuracy": accuracy,
+            "n_defined": len(defined_runs),
+            "defined_fraction": len(defined_runs) / len(runs) if runs else None,
+            "error_mean": err_mean,
+            "error_sd": err_sd,
+            "error_optimal_mean": opt_mean,
+            "error_optimal_sd": opt_sd,
+            "n_failed": g["n_failed"],
+            "n_unfinished": g["n_unfinished"],
+            "n_unanalysed": g["n_unanalysed"],
+            "cell": format_cell(error, accuracy),
+            "published": None if pub is None else {"error": pub[0], "accuracy": pub[1], "cell": format_cell(*pub)},
+        })
+    return cells
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Markdown (pure)
+# --------------------------------------------------------------------------------------------------------------
+def _col(hidden: int, l2: float) -> str:
+    return f"h{hidden} L2={l2:g}"
+
+
+def _row_label(task_id: str, label_table: str, label_demo: str) -> str:
+    labels = f"{label_table or '?'} / {label_demo or '?'}" if (label_table or label_demo) else "—"
+    return f"{labels} {short_id(task_id)}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _sd(mean, sd) -> str:
+    if mean is None:
+        return DASH
+    return f"{format_error(mean)} ± {format_error(sd)}" if sd is not None else f"{format_error(mean)} (n=1)"
+
+
+def format_table(cells: list[dict], meta: dict | None = None) -> str:
+    """``table1.md`` from :func:`aggregate`'s cells: the tasks and both label maps, the reproduced table (rows:
+    tasks keyed by id; columns: hidden × L2), the count-matched table, and ``reproduced | published`` for every
+    cell SPEC §4.1 shows. ``meta``: optional ``sweep_dir``/``counts``/``threshold`` for the header."""
+    from twm.tasks import TABLE1_TASKS
+
+    meta = meta or {}
+    tasks = sorted({c["task_id"] for c in cells} | {task_id_str(t) for t in PUBLISHED_TABLE1}, key=_task_order)
+    info: dict[str, dict] = {}
+    for name, (tid, labels, about) in TABLE1_TASKS.items():
+        info[task_id_str(tid)] = {"task": name, "label_table": labels["table"], "label_demo": labels["demo"],
+                                  "about": about}
+    for c in cells:
+        info.setdefault(c["task_id"], {"task": c.get("task") or "", "label_table": c["label_table"],
+                                       "label_demo": c["label_demo"], "about": ""})
+    by_key = {(c["task_id"], c["hidden"], c["l2"]): c for c in cells}
+    columns = sorted({(c["hidden"], c["l2"]) for c in cells})
+    present = [t for t in tasks if any(k[0] == t for k in by_key)]
+    threshold = meta.get("threshold", 0.9)
+
+    lines = ["# Table 1, reproduced", ""]
+    if meta.get("sweep_dir"):
+        lines.append(f"Sweep: `{meta['sweep_dir']}`" + (f", generated {meta['generated_at']}"
+                                                         if meta.get("generated_at") else "") + ".")
+    if meta.get("counts"):
+        lines.append("Run folders: " + ", ".join(f"{v} {k}" for k, v in meta["counts"].items()) + ".")
+    lines += [
+        "",
+        f"Cells: spectral error in radians between the eigenvalues with |λ| > {threshold:g} of the learned Jacobian "
+        "and of Φ (SPEC §4, greedy matching), and in brackets the test accuracy at H = 200. Per seed: the minimum "
+        "defined error and the maximum accuracy over the curriculum thresholds; then the mean over seeds (the error "
+        f"over the seeds that have one). {DASH}: no seed has a defined error (eigenvalue counts differ); n/a: no "
+        "completed, analysed run.",
+        "",
+        "## Tasks and their labels",
+        "",
+        "The authors' table notebook and their demo label the two compose tasks differently (SPEC §1.2); rows are "
+        "keyed by task id and show both, as `table label / demo label`.",
+        "",
+    ]
+    lines += _md_table(
+        ["task id", "task", "label (table notebook)", "label (demo)", "rule"],
+        [[f"({t.replace(',', ', ')})", info.get(t, {}).get("task", ""), info.get(t, {}).get("label_table", ""),
+          info.get(t, {}).get("label_demo", ""), info.get(t, {}).get("about", "")] for t in tasks])
+
+    def label(t):
+        i = info.get(t, {})
+        return _row_label(t, i.get("label_table", ""), i.get("label_demo", ""))
+
+    lines += ["", "## Reproduced", ""]
+    if columns:
+        lines += _md_table(["task"] + [_col(*c) for c in columns],
+                           [[label(t)] + [by_key[(t, *c)]["cell"] if (t, *c) in by_key else "" for c in columns]
+                            for t in present])
+    else:
+        lines.append("(no runs)")
+    lines += [
+        "",
+        "## Count-matched runs",
+        "",
+        "Per cell: runs whose eigenvalue counts matched (and were nonzero) / completed analysed runs, over all seeds "
+        "and thresholds; then mean ± sd (sample sd) of their error, greedy and optimal (Hungarian) matching.",
+        "",
+    ]
+
+    def matched(c):
+        if not c["n_runs"]:
+            return "n/a"
+        return (f"{c['n_defined']}/{c['n_runs']}; {_sd(c['error_mean'], c['error_sd'])}; "
+                f"opt {_sd(c['error_optimal_mean'], c['error_optimal_sd'])}")
+
+    if columns:
+        lines += _md_table(["task"] + [_col(*c) for c in columns],
+                           [[label(t)] + [matched(by_key[(t, *c)]) if (t, *c) in by_key else "" for c in columns]
+                            for t in present])
+    lines += [
+        "",
+        "## Reproduced vs published (SPEC §4.1)",
+        "",
+        "Each cell: `reproduced | published`; n/a: not in this sweep.",
+        "",
+    ]
+    rows = []
+    for tid in PUBLISHED_TABLE1:
+        t = task_id_str(tid)
+        row = [label(t)]
+        for hidden, l2 in PUBLISHED_COLUMNS:
+            mine = by_key.get((t, hidden, l2))
+            row.append(f"{mine['cell'] if mine else 'n/a'} \\| {format_cell(*PUBLISHED_TABLE1[tid][(hidden, l2)])}")
+        rows.append(row)
+    lines += _md_table(["task"] + [_col(*c) for c in PUBLISHED_COLUMNS], rows)
+    incomplete = [c for c in cells if c["n_failed"] or c["n_unfinished"] or c["n_unanalysed"]]
+    if incomplete:
+        lines += ["", "## Cells with runs left out", ""]
+        lines += [f"- {label(c['task_id'])} {_col(c['hidden'], c['l2'])}: {c['n_failed']} failed, "
+                  f"{c['n_unfinished']} unfinished, {c['n_unanalysed']} not analysed" for c in incomplete]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rows from a sweep folder
+# --------------------------------------------------------------------------------------------------------------
+def _run_info(run_dir: Path) -> dict:
+    """What a run is (from summary.json, else from its .hydra/config.yaml)."""
+    from twm.train import artifacts
+
+    summary = artifacts.read_summary(run_dir)
+    if summary is not None and summary.get("task_id") is not None:
+        return summary
+    try:
+        cfg = artifacts.load_config(run_dir)
+        task = artifacts.task_from_config(cfg)
+    except Exception:  # noqa: BLE001  (no config: a folder Hydra made but never filled)
+        return summary or {}
+    return {**(summary or {}), "task": task.name, "task_id": list(task.task_id) if task.task_id else None,
+            "s": task.s, "d": task.d, "seed": cfg.get("seed"), "hidden_size": int(cfg.model.hidden_size),
+            "l2": float(cfg.model.l2), "threshold": cfg.curriculum.get("threshold")}
+
+
+def run_row(run_dir: Path, state: str, analysis: dict | None, analysis_state: str) -> dict:
+    """One ``table1.csv`` row (:data:`CSV_COLUMNS`) of a run folder."""
+    info = _run_info(run_dir)
+    tid = task_id_str(info.get("task_id"))
+    labels = labels_for(tid, info.get("s", 8), info.get("d", 8)) if tid else {}
+    sp = (analysis or {}).get("spectral") or {}
+    lg = (analysis or {}).get("length_generalisation") or {}
+    return {
+        "task": info.get("task"), "task_id": tid, "label_table": labels.get("table", ""),
+        "label_demo": labels.get("demo", ""), "hidden": info.get("hidden_size"), "l2": info.get("l2"),
+        "threshold": info.get("threshold"), "seed": info.get("seed"), "test_accuracy": info.get("test_accuracy"),
+        "spectral_error": sp.get("error"), "spectral_error_optimal": sp.get("error_optimal"),
+        "n_learned": sp.get("n_learned"), "n_theory": sp.get("n_theory"),
+        "defined": sp.get("defined") if analysis else None, "first_below": lg.get("first_below"),
+        "final_horizon": info.get("final_horizon"), "step_reached_max_horizon": info.get("step_reached_max_horizon"),
+        "steps": info.get("steps"), "status": state, "analysis": analysis_state, "run": run_dir.name,
+    }
+
+
+def collect_rows(sweep_dir, options=None, analyze_missing: bool = True, workers: int = 1,
+                 stale_minutes: float = 10.0) -> list[dict]:
+    """Rows of every job folder of ``sweep_dir`` (job order). Completed runs get their up-to-date
+    ``analysis.json`` (analysed now when there is none and ``analyze_missing``); ``analysis`` is "ok",
+    "missing" (not analysed), "error: ..." (the analysis failed) or "" (run not completed)."""
+    from twm.analyze import AnalyzeOptions, analyze_runs, up_to_date
+    from twm.sweep import run_dirs, run_state
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ReportError(f"sweep_dir={sweep_dir} is not a folder: give the multirun folder that holds the numbered "
+                          "job folders 0/ 1/ ... (e.g. outputs/sweeps/table1)")
+    options = options or AnalyzeOptions(plots=False)
+    runs = run_dirs(sweep_dir)
+    states = {p: run_state(p, stale_minutes) for p in runs}
+    completed = [p for p in runs if states[p] == "completed"]
+    analyses: dict[Path, tuple[str, object]] = {}
+    if analyze_missing:
+        todo = [p for p in completed if options.force or up_to_date(p, options) is None]
+        if todo:
+            log.info("analysing %d of %d completed runs that have no up-to-date analysis.json", len(todo),
+                     len(completed))
+        results = analyze_runs(todo, options, workers) if todo else {}
+        analyses = {Path(k): v for k, v in results.items()}
+    rows = []
+    for p in runs:
+        analysis, astate = None, ""
+        if states[p] == "completed":
+            if p in analyses:
+                outcome, payload = analyses[p]
+                analysis, astate = (payload, "ok") if outcome != "error" else (None, f"error: {payload['error']}")
+            else:
+                analysis = up_to_date(p, options)
+                astate = "ok" if analysis is not None else "missing"
+        rows.append(run_row(p, states[p], analysis, astate))
+    return rows
+
+
+def write_report(sweep_dir, out_dir=None, options=None, analyze_missing: bool = True, workers: int = 1,
+                 stale_minutes: float = 10.0) -> dict[str, Path]:
+    """Write ``table1.csv``, ``table1.md`` and ``table1.json`` for ``sweep_dir`` into ``out_dir`` (default: the
+    sweep folder); returns their paths."""
+    from collections import Counter
+
+    from twm.analyze import AnalyzeOptions
+    from twm.train.artifacts import write_json
+
+    options = options or AnalyzeOptions(plots=False)
+    rows = collect_rows(sweep_dir, options, analyze_missing, workers, stale_minutes)
+    cells = aggregate(rows)
+    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = dict(Counter(r["status"] for r in rows))
+    not_analysed = sum(1 for r in rows if r["status"] == "completed" and r["analysis"] != "ok")
+    if not_analysed:
+        counts["completed but not analysed"] = not_analysed
+    from twm.sweep import expected_jobs
+
+    expected = expected_jobs(Path(sweep_dir))
+    if expected is not None and expected > len(rows):
+        counts["missing (no job folder)"] = expected - len(rows)
+    meta = {"sweep_dir": str(sweep_dir), "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "counts": counts, "threshold": options.threshold}
+    paths = {"csv": out / "table1.csv", "md": out / "table1.md", "json": out / "table1.json"}
+    tmp = paths["csv"].with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in CSV_COLUMNS} for r in rows)
+    tmp.replace(paths["csv"])
+    tmp = paths["md"].with_suffix(".md.tmp")
+    tmp.write_text(format_table(cells, meta))
+    tmp.replace(paths["md"])
+    published = {task_id_str(tid): [{"hidden": h, "l2": l2, "error": e, "accuracy": a, "cell": format_cell(e, a)}
+                                    for (h, l2), (e, a) in table.items()] for tid, table in PUBLISHED_TABLE1.items()}
+    write_json(paths["json"], {**meta, "analysis_options": {k: getattr(options, k) for k in
+                                                              ("threshold", "length_horizon", "length_batches",
+                                                               "length_threshold", "rate_tol")},
+                               "cells": cells, "published": published})
+    return paths
+
+
+def run_from_config(cfg) -> dict[str, Path]:
+    """The CLI's work on a composed ``conf/report.yaml`` (raises :class:`ReportError` on a bad request)."""
+    from twm.analyze import AnalyzeOptions
+
+    if cfg.get("sweep_dir") is None:
+        raise ReportError("sweep_dir= is required: the multirun folder of the Table-1 sweep "
+                          "(e.g. python -m twm.report sweep_dir=outputs/sweeps/table1)")
+    options = AnalyzeOptions.from_config(cfg)
+    return write_report(cfg.sweep_dir, cfg.get("out_dir"), options, bool(cfg.get("analyze_missing", True)),
+                        int(cfg.get("workers") or 1), float(cfg.get("stale_minutes") or 10.0))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+def main(cfg: DictConfig) -> None:
+    from twm.analyze import AnalyzeError
+
+    try:
+        paths = run_from_config(cfg)
+    except (ReportError, AnalyzeError) as err:
+        sys.stderr.write(f"twm.report: {err}\nNothing was written. See conf/report.yaml for the options.\n")
+        sys.exit(2)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print(paths["md"].read_text().split("## Count-matched runs")[0].split("## Reproduced\n")[-1].strip())
+
+
+if __name__ == "__main__":
+    main()
