@@ -74,7 +74,7 @@ def _run_trainer(trainer, steps, every=10):
 def _assert_weights_close(a, b, atol=ATOL):
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def _assert_history(ref, ens):
@@ -243,6 +243,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
             assert summary[key] == sa[key]
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_ensemble_matches_cpu_reference(tmp_path):
     steps = 30
