@@ -94,10 +94,12 @@ def test_run_states(tmp_path):
     (tmp_path / "busy" / "checkpoints").mkdir(parents=True)
     (tmp_path / "busy" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "prepared" / ".hydra").mkdir(parents=True)
     assert run_state(tmp_path / "done") == "completed"
     assert run_state(tmp_path / "busy") == "running"
     assert run_state(tmp_path / "busy", stale_minutes=0) == "interrupted"
     assert run_state(tmp_path / "empty") == "missing"
+    assert run_state(tmp_path / "prepared") == "not started"
 
 
 def test_a_folder_of_another_configuration_is_refused(tmp_path):

@@ -2,7 +2,8 @@
 missing), read from the run folders' ``summary.json``, checkpoints and the sweep's ``multirun.yaml``.
 
 A run folder with a checkpoint but no summary counts as *running* while its files changed in the last
-``stale_minutes`` minutes, else as *interrupted* (relaunching the sweep resumes it).
+``stale_minutes`` minutes, else as *interrupted* (relaunching the sweep resumes it); a prepared folder with neither
+checkpoint nor metrics is *not started* (e.g. waiting for its turn in an ensemble launch).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from omegaconf import OmegaConf
 from twm.train import artifacts
 
 log = logging.getLogger("twm.sweep")
-STATES = ("completed", "running", "interrupted", "failed", "missing")
+STATES = ("completed", "running", "interrupted", "not started", "failed", "missing")
 
 
 def grid_jobs(params, cli_overrides=()) -> list[list[str]]:
@@ -50,7 +51,7 @@ def run_state(run_dir: Path, stale_minutes: float = 10.0) -> str:
         return summary["status"]
     files = [p for p in (run_dir / artifacts.CHECKPOINTS / artifacts.LAST, run_dir / "metrics.csv") if p.exists()]
     if not files:
-        return "missing" if not (run_dir / "train.log").exists() else "interrupted"
+        return "not started" if (run_dir / ".hydra").exists() else "missing"
     newest = max(p.stat().st_mtime for p in files)
     return "running" if time.time() - newest < stale_minutes * 60 else "interrupted"
 

@@ -1,0 +1,84 @@
+"""Regenerate this experiment's tables from the committed artefacts (no training, no analysis).
+
+    python experiments/table1/make_tables.py [--collect outputs/sweeps/table1_cpu]
+
+``--collect`` first copies the small per-run files (``summary.json``, ``analysis.json``, ``.hydra/overrides.yaml``)
+of a finished, analysed sweep into ``runs/``. Then, from ``runs/``: ``results.csv`` (one row per run),
+``table1.md`` and ``table1.json`` (SPEC §4 aggregation, beside the published table); from ``gpu/results_h*.csv``:
+``gpu/table1.md`` (the H200 grid, see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+from twm.report import CSV_COLUMNS, aggregate, format_table, run_row
+
+HERE = Path(__file__).resolve().parent
+
+
+def collect(sweep_dir: Path) -> None:
+    for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        dest = HERE / "runs" / job.name
+        (dest / ".hydra").mkdir(parents=True, exist_ok=True)
+        for name in ("summary.json", "analysis.json", ".hydra/overrides.yaml", ".hydra/config.yaml"):
+            if (job / name).exists():
+                shutil.copyfile(job / name, dest / name)
+
+
+def cpu_tables() -> list[dict]:
+    rows = []
+    for run in sorted((p for p in (HERE / "runs").iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        summary = json.loads((run / "summary.json").read_text())
+        analysis_path = run / "analysis.json"
+        analysis = json.loads(analysis_path.read_text()) if analysis_path.exists() else None
+        rows.append(run_row(run, summary["status"], analysis, "ok" if analysis else "missing"))
+    with (HERE / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    cells = aggregate(rows)
+    meta = {"sweep_dir": "outputs/sweeps/table1_cpu (runs/ here)",
+            "counts": {"completed": sum(r["status"] == "completed" for r in rows)}}
+    (HERE / "table1.md").write_text(format_table(cells, meta))
+    (HERE / "table1.json").write_text(json.dumps(cells, indent=2, default=str) + "\n")
+    return cells
+
+
+def gpu_tables() -> list[dict] | None:
+    paths = sorted((HERE / "gpu").glob("results_h*.csv"))
+    if not paths:
+        return None
+    rows = []
+    for path in paths:
+        for row in csv.DictReader(path.open()):
+            row["status"] = "completed"  # stopped at the session's deadline: see gpu/README.md (steps column)
+            rows.append(row)
+    cells = aggregate(rows)
+    steps = sorted({int(r["steps"]) for r in rows})
+    meta = {"sweep_dir": f"H200 grid, {len(rows)} runs stopped after {steps} steps (see README)",
+            "counts": {"runs": len(rows)}}
+    (HERE / "gpu" / "table1.md").write_text(format_table(cells, meta))
+    return cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collect", type=Path, help="a finished, analysed sweep folder to copy runs/ from")
+    args = parser.parse_args()
+    if args.collect:
+        collect(args.collect)
+    for name, cells in (("CPU", cpu_tables() if (HERE / "runs").exists() else None), ("GPU", gpu_tables())):
+        if cells:
+            print(f"{name}: {len(cells)} cells")
+            for c in cells:
+                print(f"  {c['label_table']:>3} h{c['hidden']:<4} l2={c['l2']:<6} {c['cell']:>16}  "
+                      f"count-matched {c['n_defined']}/{c['n_runs']}  published {(c['published'] or {}).get('cell')}")
+
+
+if __name__ == "__main__":
+    main()
