@@ -108,9 +108,58 @@ def bmm_peak(n: int, K: int, device: torch.device, seconds: float) -> float:
     return best / 1e9
 
 
+def lightning_rate(n: int, steps: int) -> float:
+    """Best-chunk steps/s of the Lightning path exactly as ``python -m twm.train`` builds it (HDSModule, the
+    trainer config of conf/trainer/cpu.yaml, the curriculum callback, CSV logger, checkpoint every 500 steps),
+    at a fixed horizon H = 100."""
+    import tempfile
+    from pathlib import Path
+
+    import lightning.pytorch as pl
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    import twm.train.config  # noqa: F401  (schemas)
+    from twm.train.callbacks import CurriculumCallback
+
+    stamps: list[float] = []
+
+    class Stamp(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            stamps.append(time.perf_counter())
+
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with tempfile.TemporaryDirectory() as tmp:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(version_base="1.3", config_dir=conf):
+            cfg = compose("train", overrides=["curriculum=none", "logger=csv", f"model.hidden_size={n}", f"trainer.max_steps={steps}",
+                                              f"paths.output_dir={tmp}", "callbacks.progress.every_n_steps=100000"])
+        module = instantiate(cfg.model, task=instantiate(cfg.task), seed=1, batch_size=B)
+        callbacks = [CurriculumCallback(instantiate(cfg.curriculum)), Stamp(),
+                     *(instantiate(c) for c in cfg.callbacks.values())]
+        loggers = [instantiate(node) for node in cfg.logger.values()]
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=tmp)
+        trainer.fit(module)
+    warm = 5
+    chunk = max(3, (len(stamps) - warm) // 3)
+    return max(chunk / (stamps[k + chunk] - stamps[k]) for k in range(warm, len(stamps) - chunk, chunk))
+
+
+def lightning_vs_bare(n: int, steps: int) -> dict:
+    """Issue 3's check: the Lightning path against the bare loop on the same model and data (hidden n, H = 100)."""
+    F = get_task("repeat_copy").F
+    bare = single_rate(F, n, torch.device("cpu"), chunk_s=steps / 30 / 3, chunks=3)
+    lightning = lightning_rate(n, steps)
+    return {"hidden": n, "lightning_steps_per_s": round(lightning, 2), "bare_steps_per_s": round(bare, 2),
+            "slowdown": round(bare / lightning, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short timings (< 3 minutes on a 2-core CPU)")
+    parser.add_argument("--lightning", action="store_true",
+                        help="only compare the Lightning path with the bare loop (hidden 128, H = 100, CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64, 32])
@@ -121,6 +170,14 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.lightning:
+        steps = 150 if args.quick else 600
+        result = lightning_vs_bare(128, steps)
+        print(f"hidden 128, H = {H}, batch {B}, cpu, {args.threads} threads: Lightning path "
+              f"{result['lightning_steps_per_s']:.1f} steps/s, bare loop {result['bare_steps_per_s']:.1f} steps/s, "
+              f"bare/Lightning = {result['slowdown']:.3f} (target <= 1.25)")
+        print(json.dumps(result))
+        return
     device = torch.device(args.device)
     Ks = args.K or ([1, 4, 8, 20, 40] + ([64, 128, 256, 512] if device.type == "cuda" else []))
     chunk_s, chunks = (0.8, 3) if args.quick else (4.0, 5)

@@ -25,23 +25,33 @@ class EnsembleLauncherConf:
     max_members: int = 64       # runs per ensemble (one process trains them as one batched RNN)
     device: str = "auto"        # auto | cpu | cuda
     checkpoint_every: int = 500
+    shard: int = 0              # train only the ensembles g with g % n_shards == shard: run n_shards processes
+    n_shards: int = 1           # on one sweep folder to use several cores (set num_threads=1 in each)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="twm_ensemble", node=EnsembleLauncherConf, provider="twm")
 
 
 class EnsembleLauncher(Launcher):
-    def __init__(self, max_members: int = 64, device: str = "auto", checkpoint_every: int = 500) -> None:
+    def __init__(self, max_members: int = 64, device: str = "auto", checkpoint_every: int = 500, shard: int = 0,
+                 n_shards: int = 1) -> None:
         super().__init__()
         self.max_members, self.device, self.checkpoint_every = int(max_members), device, int(checkpoint_every)
+        if not 0 <= int(shard) < int(n_shards):
+            raise ValueError(f"hydra.launcher.shard must lie in [0, n_shards = {n_shards}), got {shard}")
+        self.shard, self.n_shards = int(shard), int(n_shards)
         self.config = self.task_function = self.hydra_context = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import torch
+
         from twm.train.packing import prepare_member, train_packed
 
+        if self.config.get("num_threads"):
+            torch.set_num_threads(int(self.config.num_threads))
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -60,7 +70,8 @@ class EnsembleLauncher(Launcher):
             if ret.status == JobStatus.COMPLETED:
                 prepared.append((len(returns) - 1, ret.return_value))
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        results = train_packed([p for _, p in prepared], self.max_members, self.device, self.checkpoint_every)
+        results = train_packed([p for _, p in prepared], self.max_members, self.device, self.checkpoint_every,
+                               self.shard, self.n_shards)
         for (position, _), summary in zip(prepared, results):
             returns[position].return_value = summary.get("test_accuracy") if summary else None
         return returns

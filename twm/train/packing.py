@@ -69,12 +69,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def train_packed(members: list[Member], max_members: int, device: str = "auto", checkpoint_every: int = 500) -> list:
-    """Train all members in packed ensembles; returns their summaries in input order."""
+def train_packed(members: list[Member], max_members: int, device: str = "auto", checkpoint_every: int = 500,
+                 shard: int = 0, n_shards: int = 1) -> list:
+    """Train all members in packed ensembles (only the ensembles ``g % n_shards == shard``: several processes can
+    share one sweep); returns their summaries in input order (``None`` for members of other shards)."""
     device = resolve_device(device)
     results: list = [None] * len(members)
     groups = pack(members, max_members)
     for g, idx in enumerate(groups):
+        if g % n_shards != shard:
+            continue
         group = [members[i] for i in idx]
         todo = [m for m in group if (artifacts.read_summary(m.run_dir) or {}).get("status") != "completed"]
         log.info("ensemble %d/%d: %d runs (%d to train), hidden %d, on %s", g + 1, len(groups), len(group), len(todo),
