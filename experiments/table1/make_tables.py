@@ -33,10 +33,10 @@ def collect(sweep_dir: Path) -> None:
 def cpu_tables() -> list[dict]:
     rows = []
     for run in sorted((p for p in (HERE / "runs").iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        summary = json.loads((run / "summary.json").read_text())
-        analysis_path = run / "analysis.json"
+        summary_path, analysis_path = run / "summary.json", run / "analysis.json"
+        status = json.loads(summary_path.read_text())["status"] if summary_path.exists() else "unfinished"
         analysis = json.loads(analysis_path.read_text()) if analysis_path.exists() else None
-        rows.append(run_row(run, summary["status"], analysis, "ok" if analysis else "missing"))
+        rows.append(run_row(run, status, analysis, "ok" if analysis else "missing"))
     with (HERE / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
         writer.writeheader()
