@@ -98,6 +98,17 @@ def test_ensemble_matches_single_runs_step_for_step():
     assert climbed >= 2, "the curriculum should move in this test"
 
 
+def test_torch_tanh_path_matches_single_runs():
+    """The activation CUDA uses (torch.tanh instead of 2*sigmoid(2z) - 1), exercised on CPU."""
+    steps = 20
+    trainer = EnsembleTrainer(_members(SPECS, steps), fast_tanh=False)
+    history, snaps = _run_trainer(trainer, steps)
+    for i, spec in enumerate(SPECS):
+        _, ref_hist, ref_snaps = _reference(spec, steps)
+        _assert_history(ref_hist, history[i])
+        _assert_weights_close(ref_snaps[steps], snaps[steps][i])
+
+
 def test_bias_adaptive_curriculum_and_non_binary_operator():
     F_half = np.zeros((S * D, D))  # x_{t+1} = (x_{t-3} + x_t) / 2: not binary, sampled by twm.tasks.sample
     for j in range(D):

@@ -258,6 +258,7 @@ class EnsembleTrainer:
         self._grad = torch.zeros(Kcap, self.P, device=dev)
         # a full tensor of -1 for the fused 2*sigmoid - 1 (a broadcast 0-dim operand takes a slow path on CPU)
         self._neg1 = torch.full((Kcap, B, n), -1.0, device=dev) if self.fast_tanh else None
+        self._plans: dict[tuple, list] = {}
 
     def buffer_bytes(self) -> int:
         """Bytes of all tensors the trainer holds (parameters, optimiser state, work buffers)."""
@@ -470,36 +471,64 @@ class EnsembleTrainer:
         if self.scale != 1.0:
             Cin.mul_(self.scale)
 
-    def _act(self, z: torch.Tensor, out: torch.Tensor) -> None:
-        """``out = tanh(z / scale)``; ``z`` (clobbered) holds ``scale`` times the pre-activation."""
-        if self.fast_tanh:  # 2*sigmoid(2x) - 1 = tanh(x); one fused a + 2*b (2*sigma is exact: one rounding)
-            torch.sigmoid(z, out=z)
-            torch.add(self._neg1[: z.shape[0]], z, alpha=2.0, out=out)
+    def _plan(self, kind: str, active: list[int]) -> list[tuple]:
+        """The per-time-step operands of the forward or backward loop (views of the fixed buffers), built once per
+        pattern of active members and reused: the hot loops then do no Python slicing."""
+        key = (kind, tuple(active))
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        s, B, n = self.s, self.B, self.n
+        H, Tmax, plan = self._H, len(active) - 1, []
+        if kind == "forward":
+            tmp, Cin, WfT, Yb = self._tmp, self._Cin, self._WfT, self._Yb
+            for p in range(1, Tmax + 2):
+                m_z = active[p] if p <= Tmax else 0  # members that need z_p
+                m_y = active[p - 1] if p - 1 > s else 0  # members that need y_{p-1}
+                mm = max(m_z, m_y)
+                t = tmp[:mm]
+                if p == 1:
+                    add = Cin[:mm, :B]
+                elif p <= s:
+                    add = Cin[:mm, (p - 1) * B: p * B]
+                else:
+                    add = self._bf[:mm] if self.bias else None
+                plan.append((
+                    p == 1, add, H[:mm, p - 1], WfT[:mm], t,
+                    (t[:m_y, :, n:], Yb[:m_y, :, p - 2 - s]) if m_y else None,
+                    (t[:m_z, :, :n], H[:m_z, p], None if self._neg1 is None else self._neg1[:m_z]) if m_z else None,
+                ))
         else:
-            torch.tanh(z, out=out)
+            tmp, tmp2, dZ = self._tmp3, self._tmp2, self._dZ
+            Wcat = self._WcatT.transpose(1, 2)
+            for p in range(Tmax, 0, -1):
+                m = active[p]
+                plan.append((dZ[:m, p + 1], Wcat[:m], tmp[:m], H[:m, p], tmp2[:m], dZ[:m, p, :, :n]))
+        if len(self._plans) >= 32:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def _forward(self, Tmax: int, active: list[int]) -> None:
         """Positions 1..T: ``[scale*z_p | y_{p-1}] = h_{p-1} @ [scale*W_hh; W_r]^T (+ input drive, biases)``, one
         batched matmul per step over the members still running; an extra step at T+1 gives the last outputs."""
-        s, B, n = self.s, self.B, self.n
-        H, tmp, Cin, WfT, Yb = self._H, self._tmp, self._Cin, self._WfT, self._Yb
-        for p in range(1, Tmax + 2):
-            m_z = active[p] if p <= Tmax else 0  # members that need z_p
-            m_y = active[p - 1] if p - 1 > s else 0  # members that need y_{p-1}
-            mm = max(m_z, m_y)
-            t = tmp[:mm]
-            if p == 1:
-                t.copy_(Cin[:mm, :B])
-            elif p <= s:
-                torch.baddbmm(Cin[:mm, (p - 1) * B: p * B], H[:mm, p - 1], WfT[:mm], out=t)
-            elif self.bias:
-                torch.baddbmm(self._bf[:mm], H[:mm, p - 1], WfT[:mm], out=t)
+        fast = self.fast_tanh
+        for first, add, h_prev, w, t, y, z in self._plan("forward", active):
+            if first:
+                t.copy_(add)
+            elif add is not None:
+                torch.baddbmm(add, h_prev, w, out=t)
             else:
-                torch.bmm(H[:mm, p - 1], WfT[:mm], out=t)
-            if m_y:
-                Yb[:m_y, :, p - 2 - s].copy_(t[:m_y, :, n:])
-            if m_z:
-                self._act(t[:m_z, :, :n], H[:m_z, p])
+                torch.bmm(h_prev, w, out=t)
+            if y is not None:
+                y[1].copy_(y[0])
+            if z is not None:
+                zz, h_out, neg1 = z
+                if fast:  # 2*sigmoid(2x) - 1 = tanh(x); one fused a + 2*b (2*sigma is exact: one rounding)
+                    torch.sigmoid(zz, out=zz)
+                    torch.add(neg1, zz, alpha=2.0, out=h_out)
+                else:
+                    torch.tanh(zz, out=h_out)
 
     def _readout(self, groups, custom_targets) -> torch.Tensor:
         """Targets, loss and accuracy per member; writes dL/dy_p into ``dZ[:, p+1, :, n:]``. Returns ``(K, 2)``:
@@ -534,18 +563,13 @@ class EnsembleTrainer:
 
     def _backward(self, Tmax: int, active: list[int], groups) -> None:
         """Positions T..1: ``dh_p = [dz_{p+1} | dy_p] @ [W_hh; W_r]``, ``dz_p = dh_p * (1 - h_p^2)``."""
-        n, s = self.n, self.s
-        H, dZ, tmp, tmp2 = self._H, self._dZ, self._tmp3, self._tmp2
-        Wcat = self._WcatT.transpose(1, 2)
+        n, s, dZ = self.n, self.s, self._dZ
         for k0, k1, h in groups:  # nothing flows back from beyond a member's last position
             dZ[k0:k1, s + h + 1, :, :n].zero_()
-        for p in range(Tmax, 0, -1):
-            m = active[p]
-            t = tmp[:m]
-            torch.bmm(dZ[:m, p + 1], Wcat[:m], out=t)
-            hp = H[:m, p]
-            q = torch.mul(hp, hp, out=tmp2[:m])
-            torch.addcmul(t, t, q, value=-1.0, out=dZ[:m, p, :, :n])
+        for dz_next, w, t, hp, q, dz in self._plan("backward", active):
+            torch.bmm(dz_next, w, out=t)
+            torch.mul(hp, hp, out=q)
+            torch.addcmul(t, t, q, value=-1.0, out=dz)
 
     def _weight_grads(self, groups) -> None:
         """``[dW_hh; dW_r] = sum_p [dz_{p+1} | dy_p]^T h_p`` (one matmul), ``dW_uh = sum_p dz_p^T u_p``, biases."""
