@@ -24,8 +24,10 @@ def ensemble_vs_reference(steps: int = 60) -> dict:
     specs = [("repeat_copy", 0.0, 0.9, 1), ("signed_shuffle_48", 0.001, 0.98, 2), ("signed_shuffle_70", 0.1, 0.6, 3)]
 
     def members():
-        return [Member(get_task(n).F, 8, 32, seed=seed, l2=l2, curriculum=Ladder([4, 8, 16], thr), max_steps=steps)
-                for n, l2, thr, seed in specs]
+        return [
+            Member(get_task(n).F, 8, 32, seed=seed, l2=l2, curriculum=Ladder([4, 8, 16], thr), max_steps=steps)
+            for n, l2, thr, seed in specs
+        ]
 
     trainer = EnsembleTrainer(members(), device="cuda")
     for _ in range(steps):
@@ -51,16 +53,28 @@ def lightning_gpu(steps: int = 300) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         GlobalHydra.instance().clear()
         with initialize_config_dir(version_base="1.3", config_dir=conf):
-            cfg = compose("train", return_hydra_config=True, overrides=[
-                "trainer=gpu", f"trainer.max_steps={steps}", "logger=none", "curriculum=none", f"paths.output_dir={tmp}",
-                "callbacks.progress.every_n_steps=100000"])
+            cfg = compose(
+                "train",
+                return_hydra_config=True,
+                overrides=[
+                    "trainer=gpu",
+                    f"trainer.max_steps={steps}",
+                    "logger=none",
+                    "curriculum=none",
+                    f"paths.output_dir={tmp}",
+                    "callbacks.progress.every_n_steps=100000",
+                ],
+            )
             HydraConfig().set_config(cfg)
         start = time.perf_counter()
         summary = train(cfg)
         wall = time.perf_counter() - start
     rate = steps / wall
-    return {"lightning_gpu_status": summary["status"], "lightning_gpu_steps_per_s_h128_H100": round(rate, 1),
-            "per_run_grid_gpu_hours": round(1920 * 20000 / rate / 3600, 1)}
+    return {
+        "lightning_gpu_status": summary["status"],
+        "lightning_gpu_steps_per_s_h128_H100": round(rate, 1),
+        "per_run_grid_gpu_hours": round(1920 * 20000 / rate / 3600, 1),
+    }
 
 
 def main() -> None:

@@ -56,9 +56,10 @@ def single_rate(F, n: int, device: torch.device, chunk_s: float, chunks: int) ->
     per_step = max((stamps[-1] - stamps[1]) / (len(stamps) - 2), 1e-4)
     per_chunk = max(3, int(chunk_s / per_step))
     stamps.clear()
-    train_single_reference(F, S, n, 1, 1e-3, Fixed(H), max_steps=warmup + per_chunk * chunks, callback=stamp,
-                           device=device)
-    t = stamps[warmup - 1:]
+    train_single_reference(
+        F, S, n, 1, 1e-3, Fixed(H), max_steps=warmup + per_chunk * chunks, callback=stamp, device=device
+    )
+    t = stamps[warmup - 1 :]
     return max(per_chunk / (t[(c + 1) * per_chunk] - t[c * per_chunk]) for c in range(chunks))
 
 
@@ -133,11 +134,23 @@ def lightning_rate(n: int, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         GlobalHydra.instance().clear()
         with initialize_config_dir(version_base="1.3", config_dir=conf):
-            cfg = compose("train", overrides=["curriculum=none", "logger=csv", f"model.hidden_size={n}", f"trainer.max_steps={steps}",
-                                              f"paths.output_dir={tmp}", "callbacks.progress.every_n_steps=100000"])
+            cfg = compose(
+                "train",
+                overrides=[
+                    "curriculum=none",
+                    "logger=csv",
+                    f"model.hidden_size={n}",
+                    f"trainer.max_steps={steps}",
+                    f"paths.output_dir={tmp}",
+                    "callbacks.progress.every_n_steps=100000",
+                ],
+            )
         module = instantiate(cfg.model, task=instantiate(cfg.task), seed=1, batch_size=B)
-        callbacks = [CurriculumCallback(instantiate(cfg.curriculum)), Stamp(),
-                     *(instantiate(c) for c in cfg.callbacks.values())]
+        callbacks = [
+            CurriculumCallback(instantiate(cfg.curriculum)),
+            Stamp(),
+            *(instantiate(c) for c in cfg.callbacks.values()),
+        ]
         loggers = [instantiate(node) for node in cfg.logger.values()]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=tmp)
         trainer.fit(module)
@@ -151,31 +164,48 @@ def lightning_vs_bare(n: int, steps: int) -> dict:
     F = get_task("repeat_copy").F
     bare = single_rate(F, n, torch.device("cpu"), chunk_s=steps / 30 / 3, chunks=3)
     lightning = lightning_rate(n, steps)
-    return {"hidden": n, "lightning_steps_per_s": round(lightning, 2), "bare_steps_per_s": round(bare, 2),
-            "slowdown": round(bare / lightning, 3)}
+    return {
+        "hidden": n,
+        "lightning_steps_per_s": round(lightning, 2),
+        "bare_steps_per_s": round(bare, 2),
+        "slowdown": round(bare / lightning, 3),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short timings (< 3 minutes on a 2-core CPU)")
-    parser.add_argument("--lightning", action="store_true",
-                        help="only compare the Lightning path with the bare loop (hidden 128, H = 100, CPU)")
+    parser.add_argument(
+        "--lightning",
+        action="store_true",
+        help="only compare the Lightning path with the bare loop (hidden 128, H = 100, CPU)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64, 32])
-    parser.add_argument("--K", type=int, nargs="+", default=None, help="ensemble sizes (default 1 4 8 20 40; "
-                        "on cuda also 64 128 256 512)")
-    parser.add_argument("--grid-projection", action="store_true",
-                        help="project the wall time of the 1 920-run Table-1 grid (20 000 steps each)")
+    parser.add_argument(
+        "--K",
+        type=int,
+        nargs="+",
+        default=None,
+        help="ensemble sizes (default 1 4 8 20 40; on cuda also 64 128 256 512)",
+    )
+    parser.add_argument(
+        "--grid-projection",
+        action="store_true",
+        help="project the wall time of the 1 920-run Table-1 grid (20 000 steps each)",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     if args.lightning:
         steps = 150 if args.quick else 600
         result = lightning_vs_bare(128, steps)
-        print(f"hidden 128, H = {H}, batch {B}, cpu, {args.threads} threads: Lightning path "
-              f"{result['lightning_steps_per_s']:.1f} steps/s, bare loop {result['bare_steps_per_s']:.1f} steps/s, "
-              f"bare/Lightning = {result['slowdown']:.3f} (target <= 1.25)")
+        print(
+            f"hidden 128, H = {H}, batch {B}, cpu, {args.threads} threads: Lightning path "
+            f"{result['lightning_steps_per_s']:.1f} steps/s, bare loop {result['bare_steps_per_s']:.1f} steps/s, "
+            f"bare/Lightning = {result['slowdown']:.3f} (target <= 1.25)"
+        )
         print(json.dumps(result))
         return
     device = torch.device(args.device)
@@ -186,8 +216,10 @@ def main() -> None:
 
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} threads"
     print(f"device: {label}; s = d = {S}, H = {H} (Fixed), batch {B}; rate = best of {chunks} chunks of ~{chunk_s} s")
-    print(f"{'hidden':>6} {'config':>10} {'K':>4} {'model-steps/s':>14} {'ms/model-step':>14} {'GFLOP/s':>8} "
-          f"{'MB/member':>9}")
+    print(
+        f"{'hidden':>6} {'config':>10} {'K':>4} {'model-steps/s':>14} {'ms/model-step':>14} {'GFLOP/s':>8} "
+        f"{'MB/member':>9}"
+    )
     results = []
     for n in args.hidden:
         single = single_rate(F, n, device, chunk_s, chunks)
@@ -197,26 +229,33 @@ def main() -> None:
         for K in Ks:
             rate, mem = ensemble_rate(F, n, K, device, chunk_s, chunks)
             gf = flops_per_model_step[n] * rate / 1e9
-            print(f"{n:>6} {'ensemble':>10} {K:>4} {rate:>14.1f} {1e3 / rate:>14.2f} {gf:>8.1f} {mem / 1e6:>9.1f}",
-                  flush=True)
+            print(
+                f"{n:>6} {'ensemble':>10} {K:>4} {rate:>14.1f} {1e3 / rate:>14.2f} {gf:>8.1f} {mem / 1e6:>9.1f}",
+                flush=True,
+            )
             if rate > best_rate:
                 best_k, best_rate, best_mem = K, rate, mem
         peak = bmm_peak(n, max(Ks), device, seconds=1.0 if args.quick else 3.0)
         achieved = flops_per_model_step[n] * best_rate / 1e9
-        results.append({
-            "hidden": n,
-            "single_model_steps_per_s": round(single, 2),
-            "ensemble_model_steps_per_s": round(best_rate, 2),
-            "K": best_k,
-            "ratio": round(best_rate / single, 2),
-            "achieved_gflops": round(achieved, 1),
-            "peak_gflops": round(peak, 1),
-            "peak_fraction": round(achieved / peak, 3),
-            "mb_per_member": round(best_mem / 1e6, 2),
-        })
-        print(f"{n:>6} best ensemble K = {best_k}: ratio {best_rate / single:.2f} over the single run; "
-              f"recurrent matmul {achieved:.1f} GFLOP/s of a {peak:.1f} GFLOP/s bmm peak "
-              f"({100 * achieved / peak:.0f}%); {best_mem / 1e6:.1f} MB per member", flush=True)
+        results.append(
+            {
+                "hidden": n,
+                "single_model_steps_per_s": round(single, 2),
+                "ensemble_model_steps_per_s": round(best_rate, 2),
+                "K": best_k,
+                "ratio": round(best_rate / single, 2),
+                "achieved_gflops": round(achieved, 1),
+                "peak_gflops": round(peak, 1),
+                "peak_fraction": round(achieved / peak, 3),
+                "mb_per_member": round(best_mem / 1e6, 2),
+            }
+        )
+        print(
+            f"{n:>6} best ensemble K = {best_k}: ratio {best_rate / single:.2f} over the single run; "
+            f"recurrent matmul {achieved:.1f} GFLOP/s of a {peak:.1f} GFLOP/s bmm peak "
+            f"({100 * achieved / peak:.0f}%); {best_mem / 1e6:.1f} MB per member",
+            flush=True,
+        )
 
     if args.grid_projection:
         total = 0.0
@@ -224,11 +263,15 @@ def main() -> None:
             seconds = GRID_RUNS_PER_HIDDEN * GRID_STEPS / r["ensemble_model_steps_per_s"]
             single_s = GRID_RUNS_PER_HIDDEN * GRID_STEPS / r["single_model_steps_per_s"]
             total += seconds
-            print(f"grid projection, hidden {r['hidden']}: {GRID_RUNS_PER_HIDDEN} runs x {GRID_STEPS} steps = "
-                  f"{seconds / 3600:.1f} h as ensembles of {r['K']} (single runs one after another: "
-                  f"{single_s / 3600:.1f} h)")
-        print(f"grid projection, all {GRID_RUNS_PER_HIDDEN * len(results)} runs: {total / 3600:.1f} h on this device "
-              f"at H = {H} throughout (an upper bound: the ladder curriculum starts at H = 10)")
+            print(
+                f"grid projection, hidden {r['hidden']}: {GRID_RUNS_PER_HIDDEN} runs x {GRID_STEPS} steps = "
+                f"{seconds / 3600:.1f} h as ensembles of {r['K']} (single runs one after another: "
+                f"{single_s / 3600:.1f} h)"
+            )
+        print(
+            f"grid projection, all {GRID_RUNS_PER_HIDDEN * len(results)} runs: {total / 3600:.1f} h on this device "
+            f"at H = {H} throughout (an upper bound: the ladder curriculum starts at H = 10)"
+        )
     print(json.dumps(results))
 
 

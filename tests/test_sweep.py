@@ -103,10 +103,9 @@ def test_run_states(tmp_path):
 
 
 def test_a_folder_of_another_configuration_is_refused(tmp_path):
+    from tests.conftest import TINY
     from twm.train.config import ConfigError
     from twm.train.run import train
-
-    from tests.conftest import TINY
 
     train(compose_train(TINY + ["trainer.max_steps=5"], tmp_path))
     with pytest.raises(ConfigError, match="another configuration"):

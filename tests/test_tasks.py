@@ -11,6 +11,7 @@ from twm.tasks import (
     get_task,
     operator_from_id,
     sample,
+    sequence_period,
     task_by_id,
     task_id_from_operator,
 )
@@ -19,8 +20,26 @@ from twm.theory import phi, rollout
 D = 9241421688590303745
 
 # SPEC §1.2, written out by hand: out -> (sign, lag, src)
-T3_RULES = {0: (-1, 4, 4), 1: (1, 5, 3), 2: (-1, 6, 2), 3: (-1, 8, 0), 4: (-1, 7, 1), 5: (-1, 3, 5), 6: (1, 1, 7), 7: (-1, 2, 6)}
-T4_RULES = {0: (-1, 3, 5), 1: (1, 2, 6), 2: (1, 8, 0), 3: (1, 7, 1), 4: (-1, 6, 2), 5: (1, 5, 3), 6: (1, 4, 4), 7: (-1, 1, 7)}
+T3_RULES = {
+    0: (-1, 4, 4),
+    1: (1, 5, 3),
+    2: (-1, 6, 2),
+    3: (-1, 8, 0),
+    4: (-1, 7, 1),
+    5: (-1, 3, 5),
+    6: (1, 1, 7),
+    7: (-1, 2, 6),
+}
+T4_RULES = {
+    0: (-1, 3, 5),
+    1: (1, 2, 6),
+    2: (1, 8, 0),
+    3: (1, 7, 1),
+    4: (-1, 6, 2),
+    5: (1, 5, 3),
+    6: (1, 4, 4),
+    7: (-1, 1, 7),
+}
 
 
 def _operator_from_rules(rules, s=8, d=8):
@@ -151,9 +170,13 @@ def test_sample_general_linear_operator():
         np.testing.assert_allclose(y[2:, b].numpy(), _direct_recursion(F, 2, u[:2, b].numpy(), 5)[2:], rtol=1e-5)
 
 
-@pytest.mark.parametrize(("name", "period"), [("repeat_copy", 8), ("staggered_copy", 840), ("signed_shuffle_48", 48), ("signed_shuffle_70", 70)])
+@pytest.mark.parametrize(
+    ("name", "period"),
+    [("repeat_copy", 8), ("staggered_copy", 840), ("signed_shuffle_48", 48), ("signed_shuffle_70", 70)],
+)
 def test_sequence_periods(name, period):
     task = get_task(name)
+    assert sequence_period(task.F, 8) == period  # from the cycles; the sampled sequences below check it
     _, y = sample(task.F, 8, 2 * period + 8, 256, torch.Generator().manual_seed(0))
     out = y[8:]
     assert torch.equal(out[period:], out[:-period])

@@ -55,7 +55,10 @@ def test_spectrum_angle_counts_spec_table():
         assert np.sum(np.abs(predicted_eigenvalues(get_task(name).F, 8)) == 0) == 28
 
 
-@pytest.mark.parametrize(("name", "count"), [("repeat_copy", 64), ("staggered_copy", 36), ("signed_shuffle_48", 36), ("signed_shuffle_70", 36)])
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [("repeat_copy", 64), ("staggered_copy", 36), ("signed_shuffle_48", 36), ("signed_shuffle_70", 36)],
+)
 def test_cycle_coordinates_are_the_persistent_memory(name, count):
     F = get_task(name).F
     kept = cycle_coordinates(F, 8)
@@ -174,7 +177,13 @@ def test_sbc_boundary_is_permutation_invariant():
 def test_sbc_fibonacci_special_case_and_orthogonal_values_bound():
     s, d = 3, 2
     H = torch.tensor([[1.0, 2.0], [1.0, -1.0], [2.0, 0.5]], dtype=torch.float64)
-    states = sbc_rollout(H, torch.eye(d, dtype=torch.float64), torch.zeros(d, d, dtype=torch.float64), s * torch.eye(d, dtype=torch.float64), 8)
+    states = sbc_rollout(
+        H,
+        torch.eye(d, dtype=torch.float64),
+        torch.zeros(d, d, dtype=torch.float64),
+        s * torch.eye(d, dtype=torch.float64),
+        8,
+    )
     X = rollout(phi(fibonacci_operator(s, d), s), H.reshape(-1).numpy(), 8)
     np.testing.assert_allclose(states[:, -1].numpy(), X[:, -d:])
     g = torch.Generator().manual_seed(5)

@@ -23,9 +23,12 @@ def _options(group):
 
 @pytest.mark.parametrize(
     "override",
-    [f"task={o}" for o in _options("task")] + [f"model={o}" for o in _options("model")]
-    + [f"curriculum={o}" for o in _options("curriculum")] + [f"trainer={o}" for o in _options("trainer")]
-    + [f"logger={o}" for o in _options("logger")] + [f"callbacks={o}" for o in _options("callbacks")],
+    [f"task={o}" for o in _options("task")]
+    + [f"model={o}" for o in _options("model")]
+    + [f"curriculum={o}" for o in _options("curriculum")]
+    + [f"trainer={o}" for o in _options("trainer")]
+    + [f"logger={o}" for o in _options("logger")]
+    + [f"callbacks={o}" for o in _options("callbacks")],
 )
 def test_every_group_option_composes_and_builds(override, tmp_path):
     from hydra.utils import instantiate
@@ -69,9 +72,18 @@ def test_bad_configs_are_named(overrides, key, tmp_path):
 
 def test_bad_config_cli_exits_cleanly(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    for args, needle in [(["model.hidden_size=-3"], "model.hidden_size"), (["logger=nope"], "Available options in 'logger'")]:
-        proc = subprocess.run([sys.executable, "-m", "twm.train", *args, f"hydra.run.dir={tmp_path}"], cwd=ROOT,
-                              capture_output=True, text=True, env=env, timeout=120)
+    for args, needle in [
+        (["model.hidden_size=-3"], "model.hidden_size"),
+        (["logger=nope"], "Available options in 'logger'"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "twm.train", *args, f"hydra.run.dir={tmp_path}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert proc.returncode != 0
         assert needle in proc.stderr + proc.stdout
         assert "Traceback" not in proc.stderr + proc.stdout
@@ -100,7 +112,7 @@ def test_tiny_run_writes_the_run_folder_contract(tmp_path):
 def test_same_seed_same_numbers_and_seed_zero_is_honoured(tmp_path):
     a = train(compose_train(TINY + ["seed=0"], tmp_path / "a"))
     b = train(compose_train(TINY + ["seed=0"], tmp_path / "b"))
-    c = train(compose_train(TINY + ["seed=1"], tmp_path / "c"))
+    train(compose_train(TINY + ["seed=1"], tmp_path / "c"))
     drop = {"wall_seconds"}
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
     wa, wb, wc = _weights(tmp_path / "a"), _weights(tmp_path / "b"), _weights(tmp_path / "c")

@@ -21,8 +21,14 @@ from twm.tasks import describe, get_task
 from twm.theory import fibonacci_operator, phi, predicted_eigenvalues, rollout
 
 RUN_DIR = Path("outputs/demo")
-TRAIN = ["task=repeat_copy", "task.s=4", "task.d=4", "model.hidden_size=64", "trainer.max_steps=2500",
-         f"hydra.run.dir={RUN_DIR}"]
+TRAIN = [
+    "task=repeat_copy",
+    "task.s=4",
+    "task.d=4",
+    "model.hidden_size=64",
+    "trainer.max_steps=2500",
+    f"hydra.run.dir={RUN_DIR}",
+]
 
 
 def science() -> None:
@@ -33,7 +39,9 @@ def science() -> None:
     ev = predicted_eigenvalues(task.F, task.s)
     unit = ev[np.isclose(np.abs(ev), 1)]
     angles = Counter(np.round(np.degrees(np.angle(unit)), 1).tolist())
-    print(f"Φ has {len(unit)} eigenvalues on the unit circle (and {int(np.sum(ev == 0))} at 0), from its signed cycles:")
+    print(
+        f"Φ has {len(unit)} eigenvalues on the unit circle (and {int(np.sum(ev == 0))} at 0), from its signed cycles:"
+    )
     print("    " + ", ".join(f"{a:g}°×{c}" for a, c in sorted(angles.items())[:12]) + ", …")
     X = rollout(phi(fibonacci_operator(2, 1), 2), np.ones(2), 10)
     print("Fibonacci through Φ (s = 2):", [int(v) for v in list(X[0]) + list(X[1:, -1])])
@@ -48,14 +56,18 @@ def main() -> None:
     science()
     run("twm.train", TRAIN)
     summary = json.loads((RUN_DIR / "summary.json").read_text())
-    print(f"\nTrained {summary['steps']} steps in {summary['wall_seconds']:.0f} s: test accuracy "
-          f"{summary['test_accuracy']:.4f} at horizon 200 (chance 0.5); horizon reached 100 at step "
-          f"{summary['step_reached_max_horizon']}.")
+    print(
+        f"\nTrained {summary['steps']} steps in {summary['wall_seconds']:.0f} s: test accuracy "
+        f"{summary['test_accuracy']:.4f} at horizon 200 (chance 0.5); horizon reached 100 at step "
+        f"{summary['step_reached_max_horizon']}."
+    )
     run("twm.analyze", [f"run_dir={RUN_DIR}"])
     analysis = json.loads((RUN_DIR / "analysis.json").read_text())
     spec = analysis["spectral"]
     matched = "matched" if spec["defined"] else "NOT matched"
-    error = f"{spec['error']:.5f} rad (optimal matching {spec['error_optimal']:.5f})" if spec["defined"] else "undefined"
+    error = (
+        f"{spec['error']:.5f} rad (optimal matching {spec['error_optimal']:.5f})" if spec["defined"] else "undefined"
+    )
     pngs = sorted((RUN_DIR / "analysis").glob("*.png"))
     report = [
         f"# twm demo: {summary['task']} (s = {summary['s']}, d = {summary['d']}), hidden {summary['hidden_size']}",
@@ -70,8 +82,10 @@ def main() -> None:
         *(f"![{png.stem}](analysis/{png.name})" for png in pngs),
     ]
     (RUN_DIR / "report.md").write_text("\n".join(report) + "\n")
-    print(f"\nSpectrum of W_hh against Φ: {spec['n_learned']} learned vs {spec['n_theory']} predicted eigenvalues "
-          f"above 0.9 ({matched}); error {error}.")
+    print(
+        f"\nSpectrum of W_hh against Φ: {spec['n_learned']} learned vs {spec['n_theory']} predicted eigenvalues "
+        f"above 0.9 ({matched}); error {error}."
+    )
     print(f"Report: {RUN_DIR / 'report.md'}; plots:")
     for png in pngs:
         print(f"    {png}")

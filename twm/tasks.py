@@ -228,7 +228,9 @@ def task_by_id(task_id: TaskId, s: int, d: int) -> Task:
 # Sampling (SPEC §1.3)
 # --------------------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=256)
-def _unrolled_sources(rows: tuple[int, ...], signs: tuple[int, ...], s: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+def _unrolled_sources(
+    rows: tuple[int, ...], signs: tuple[int, ...], s: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
     """For a binary F: every future state entry is ±(one initial input). Returns ``(index, sign)`` of shape
     ``(horizon, d)`` into the flattened initial substrate ``X_s`` (s*d entries)."""
     d = len(rows)

@@ -41,9 +41,20 @@ def members_for(hidden: int, seeds: int, out: Path, steps: int) -> list[Member]:
     members = []
     for job, (name, l2, threshold, seed) in enumerate(product(TASK_NAMES, L2S, THRESHOLDS, range(1, seeds + 1))):
         task = get_task(name)
-        members.append(Member(F=task.F, s=8, hidden_size=hidden, seed=seed, l2=l2, curriculum=Ladder(threshold=threshold),
-                              max_steps=steps, run_dir=str(out / f"h{hidden}" / str(job)), task_name=name,
-                              task_id=task.task_id))
+        members.append(
+            Member(
+                F=task.F,
+                s=8,
+                hidden_size=hidden,
+                seed=seed,
+                l2=l2,
+                curriculum=Ladder(threshold=threshold),
+                max_steps=steps,
+                run_dir=str(out / f"h{hidden}" / str(job)),
+                task_name=name,
+                task_id=task.task_id,
+            )
+        )
     return members
 
 
@@ -55,13 +66,24 @@ def analyse(member: Member) -> dict:
     summary = read_summary(member.run_dir) or {}
     task = get_task(member.task_name)
     return {
-        "task": member.task_name, "task_id": ",".join(map(str, member.task_id)), "label_table": task.labels["table"],
-        "label_demo": task.labels["demo"], "hidden": member.hidden_size, "l2": member.l2,
-        "threshold": member.curriculum.threshold, "seed": member.seed, "test_accuracy": summary.get("test_accuracy"),
-        "spectral_error": comparison.error, "spectral_error_optimal": comparison.error_optimal,
-        "n_learned": comparison.n_learned, "n_theory": comparison.n_theory, "defined": comparison.defined,
-        "final_horizon": summary.get("final_horizon"), "step_reached_max_horizon": summary.get("step_reached_max_horizon"),
-        "steps": int(ckpt["global_step"]), "status": summary.get("status"),
+        "task": member.task_name,
+        "task_id": ",".join(map(str, member.task_id)),
+        "label_table": task.labels["table"],
+        "label_demo": task.labels["demo"],
+        "hidden": member.hidden_size,
+        "l2": member.l2,
+        "threshold": member.curriculum.threshold,
+        "seed": member.seed,
+        "test_accuracy": summary.get("test_accuracy"),
+        "spectral_error": comparison.error,
+        "spectral_error_optimal": comparison.error_optimal,
+        "n_learned": comparison.n_learned,
+        "n_theory": comparison.n_theory,
+        "defined": comparison.defined,
+        "final_horizon": summary.get("final_horizon"),
+        "step_reached_max_horizon": summary.get("step_reached_max_horizon"),
+        "steps": int(ckpt["global_step"]),
+        "status": summary.get("status"),
     }
 
 
@@ -82,14 +104,17 @@ def main() -> None:
     def progress(step, max_steps, info):
         elapsed = time.perf_counter() - start
         if step % 1000 == 0:
-            log.info("h%d: step %d/%d, %.1f s, %.1f ensemble steps/s", args.hidden, step, max_steps, elapsed, step / elapsed)
+            log.info(
+                "h%d: step %d/%d, %.1f s, %.1f ensemble steps/s", args.hidden, step, max_steps, elapsed, step / elapsed
+            )
         if elapsed > args.deadline:
             raise Deadline(f"deadline {args.deadline:.0f} s reached at step {step}")
 
     status = "completed"
     try:
-        train_ensemble(members, device=args.device, checkpoint_every=1000, log_every=100, progress=progress,
-                       progress_every=100)
+        train_ensemble(
+            members, device=args.device, checkpoint_every=1000, log_every=100, progress=progress, progress_every=100
+        )
     except Deadline as err:
         status = str(err)
         log.info("%s", err)
@@ -100,10 +125,16 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    meta = {"hidden": args.hidden, "runs": len(members), "steps": args.steps, "train_wall_seconds": round(wall, 1),
-            "status": status, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-            "model_steps_per_s": round(sum(r["steps"] for r in rows) / wall, 1),
-            "mean_test_accuracy": float(np.mean([r["test_accuracy"] or 0 for r in rows]))}
+    meta = {
+        "hidden": args.hidden,
+        "runs": len(members),
+        "steps": args.steps,
+        "train_wall_seconds": round(wall, 1),
+        "status": status,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "model_steps_per_s": round(sum(r["steps"] for r in rows) / wall, 1),
+        "mean_test_accuracy": float(np.mean([r["test_accuracy"] or 0 for r in rows])),
+    }
     (args.out / f"meta_h{args.hidden}.json").write_text(json.dumps(meta, indent=2))
     log.info("%s", meta)
 

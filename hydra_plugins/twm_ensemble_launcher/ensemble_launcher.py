@@ -5,11 +5,10 @@ Hydra's own ``run_job`` (``.hydra/``, overrides, output dir), then trains compat
 :func:`twm.train.ensemble.train_ensemble`. Every job folder ends in the single-run format.
 """
 
-
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -22,19 +21,25 @@ log = logging.getLogger(__name__)
 @dataclass
 class EnsembleLauncherConf:
     _target_: str = "hydra_plugins.twm_ensemble_launcher.ensemble_launcher.EnsembleLauncher"
-    max_members: int = 64       # runs per ensemble (one process trains them as one batched RNN)
-    device: str = "auto"        # auto | cpu | cuda
+    max_members: int = 64  # runs per ensemble (one process trains them as one batched RNN)
+    device: str = "auto"  # auto | cpu | cuda
     checkpoint_every: int = 500
-    shard: int = 0              # train only the ensembles g with g % n_shards == shard: run n_shards processes
-    n_shards: int = 1           # on one sweep folder to use several cores (set num_threads=1 in each)
+    shard: int = 0  # train only the ensembles g with g % n_shards == shard: run n_shards processes
+    n_shards: int = 1  # on one sweep folder to use several cores (set num_threads=1 in each)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="twm_ensemble", node=EnsembleLauncherConf, provider="twm")
 
 
 class EnsembleLauncher(Launcher):
-    def __init__(self, max_members: int = 64, device: str = "auto", checkpoint_every: int = 500, shard: int = 0,
-                 n_shards: int = 1) -> None:
+    def __init__(
+        self,
+        max_members: int = 64,
+        device: str = "auto",
+        checkpoint_every: int = 500,
+        shard: int = 0,
+        n_shards: int = 1,
+    ) -> None:
         super().__init__()
         self.max_members, self.device, self.checkpoint_every = int(max_members), device, int(checkpoint_every)
         if not 0 <= int(shard) < int(n_shards):
@@ -55,7 +60,9 @@ class EnsembleLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info("Preparing %d jobs for batched ensembles (up to %d per ensemble)", len(job_overrides), self.max_members)
+        log.info(
+            "Preparing %d jobs for batched ensembles (up to %d per ensemble)", len(job_overrides), self.max_members
+        )
         returns, prepared = [], []
         for offset, overrides in enumerate(job_overrides):
             idx = initial_job_idx + offset
@@ -64,14 +71,20 @@ class EnsembleLauncher(Launcher):
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = idx
                 sweep_config.hydra.job.num = idx
-            ret = run_job(hydra_context=self.hydra_context, task_function=prepare_member, config=sweep_config,
-                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            ret = run_job(
+                hydra_context=self.hydra_context,
+                task_function=prepare_member,
+                config=sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
             returns.append(ret)
             if ret.status == JobStatus.COMPLETED:
                 prepared.append((len(returns) - 1, ret.return_value))
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        results = train_packed([p for _, p in prepared], self.max_members, self.device, self.checkpoint_every,
-                               self.shard, self.n_shards)
+        results = train_packed(
+            [p for _, p in prepared], self.max_members, self.device, self.checkpoint_every, self.shard, self.n_shards
+        )
         for (position, _), summary in zip(prepared, results):
             returns[position].return_value = summary.get("test_accuracy") if summary else None
         return returns

@@ -21,7 +21,9 @@ class Ladder:
     def __init__(self, ladder=(10, 20, 40, 60, 100), threshold: float = 0.98):
         ladder = [int(h) for h in ladder]
         if not ladder or any(h <= 0 for h in ladder) or any(b <= a for a, b in zip(ladder, ladder[1:])):
-            raise ValueError(f"curriculum.ladder must be a non-empty, strictly increasing list of positive ints, got {ladder}")
+            raise ValueError(
+                f"curriculum.ladder must be a non-empty, strictly increasing list of positive ints, got {ladder}"
+            )
         if not 0.0 < float(threshold) <= 1.0:
             raise ValueError(f"curriculum.threshold must lie in (0, 1], got {threshold}")
         self.ladder, self.threshold, self.rung = ladder, float(threshold), 0
@@ -55,7 +57,13 @@ class Adaptive:
                 f"adaptive curriculum needs gamma > 1, epsilon > 0, 0 < h0 <= h_max, window >= 1; "
                 f"got gamma={gamma}, epsilon={epsilon}, h0={h0}, h_max={h_max}, window={window}"
             )
-        self.gamma, self.epsilon, self.h0, self.h_max, self.window = float(gamma), float(epsilon), int(h0), int(h_max), int(window)
+        self.gamma, self.epsilon, self.h0, self.h_max, self.window = (
+            float(gamma),
+            float(epsilon),
+            int(h0),
+            int(h_max),
+            int(window),
+        )
         self.current, self._losses = self.h0, []
 
     @property

@@ -24,7 +24,9 @@ def sign_accuracy(pred: torch.Tensor, target: torch.Tensor, s: int) -> torch.Ten
 
 
 @torch.no_grad()
-def per_step_accuracy(model, F, s: int, horizon: int, n_batches: int, batch_size: int, seed: int, device=None) -> np.ndarray:
+def per_step_accuracy(
+    model, F, s: int, horizon: int, n_batches: int, batch_size: int, seed: int, device=None
+) -> np.ndarray:
     """Accuracy at each output step ``1..horizon`` over ``n_batches`` fresh batches from a generator seeded with
     ``seed`` (independent of training). Returns ``(horizon,)`` float64."""
     gen = torch.Generator().manual_seed(int(seed))

@@ -70,9 +70,13 @@ def _check_fingerprint(out: Path, cfg: DictConfig) -> None:
         previous = json.loads(path.read_text())
         if previous != current:
             diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-            raise ConfigError("hydra.run.dir", str(out), f"a fresh folder: this one holds a run with another "
-                              f"configuration (differs in {', '.join(diff)}); relaunch the original grid or "
-                              "choose a new folder")
+            raise ConfigError(
+                "hydra.run.dir",
+                str(out),
+                f"a fresh folder: this one holds a run with another "
+                f"configuration (differs in {', '.join(diff)}); relaunch the original grid or "
+                "choose a new folder",
+            )
     else:
         artifacts.write_json(path, current)
 
@@ -173,19 +177,50 @@ def train(cfg: DictConfig) -> dict:
         trainer.fit(module, ckpt_path=str(ckpt) if resume_step is not None else None)
         trainer.save_checkpoint(ckpt)
         last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-        test_acc = per_step_accuracy(module.model, task.F, task.s, int(cfg.data.test_horizon), int(cfg.data.test_batches),
-                                     int(cfg.data.test_batch_size), artifacts.run_seeds(cfg.seed).test,
-                                     device=module.device).mean()
-        summary = _summary(cfg, task, module, curriculum_cb, "completed", trainer.global_step, last, float(test_acc),
-                           time.perf_counter() - start)
+        test_acc = per_step_accuracy(
+            module.model,
+            task.F,
+            task.s,
+            int(cfg.data.test_horizon),
+            int(cfg.data.test_batches),
+            int(cfg.data.test_batch_size),
+            artifacts.run_seeds(cfg.seed).test,
+            device=module.device,
+        ).mean()
+        summary = _summary(
+            cfg,
+            task,
+            module,
+            curriculum_cb,
+            "completed",
+            trainer.global_step,
+            last,
+            float(test_acc),
+            time.perf_counter() - start,
+        )
         artifacts.write_json(out / artifacts.SUMMARY, summary)
         (out / RESUME_BACKUP).unlink(missing_ok=True)
-        log.info("completed %d steps: test accuracy %.4f (H = %d), %s", summary["steps"], summary["test_accuracy"],
-                 int(cfg.data.test_horizon), out)
+        log.info(
+            "completed %d steps: test accuracy %.4f (H = %d), %s",
+            summary["steps"],
+            summary["test_accuracy"],
+            int(cfg.data.test_horizon),
+            out,
+        )
         return summary
     except BaseException as err:
-        summary = _summary(cfg, task, module, curriculum_cb, "failed", trainer.global_step, {}, None,
-                           time.perf_counter() - start, error=f"{type(err).__name__}: {err}")
+        summary = _summary(
+            cfg,
+            task,
+            module,
+            curriculum_cb,
+            "failed",
+            trainer.global_step,
+            {},
+            None,
+            time.perf_counter() - start,
+            error=f"{type(err).__name__}: {err}",
+        )
         artifacts.write_json(out / artifacts.SUMMARY, summary)
         raise
     finally:
@@ -195,7 +230,3 @@ def train(cfg: DictConfig) -> dict:
             import wandb
 
             wandb.finish()
-
-
-def config_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)
