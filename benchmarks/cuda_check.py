@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -42,30 +41,13 @@ def ensemble_vs_reference(steps: int = 60) -> dict:
 
 
 def lightning_gpu(steps: int = 300) -> dict:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    import twm.train.config  # noqa: F401
+    from twm.train.config import compose_train_config
     from twm.train.run import train
 
-    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    overrides = ["trainer=gpu", f"trainer.max_steps={steps}", "logger=none", "curriculum=none",
+                 "callbacks.progress.every_n_steps=100000"]
     with tempfile.TemporaryDirectory() as tmp:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(version_base="1.3", config_dir=conf):
-            cfg = compose(
-                "train",
-                return_hydra_config=True,
-                overrides=[
-                    "trainer=gpu",
-                    f"trainer.max_steps={steps}",
-                    "logger=none",
-                    "curriculum=none",
-                    f"paths.output_dir={tmp}",
-                    "callbacks.progress.every_n_steps=100000",
-                ],
-            )
-            HydraConfig().set_config(cfg)
+        cfg = compose_train_config(overrides, tmp)
         start = time.perf_counter()
         summary = train(cfg)
         wall = time.perf_counter() - start

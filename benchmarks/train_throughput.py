@@ -114,15 +114,12 @@ def lightning_rate(n: int, steps: int) -> float:
     trainer config of conf/trainer/cpu.yaml, the curriculum callback, CSV logger, checkpoint every 500 steps),
     at a fixed horizon H = 100."""
     import tempfile
-    from pathlib import Path
 
     import lightning.pytorch as pl
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    import twm.train.config  # noqa: F401  (schemas)
     from twm.train.callbacks import CurriculumCallback
+    from twm.train.config import compose_train_config
 
     stamps: list[float] = []
 
@@ -130,21 +127,10 @@ def lightning_rate(n: int, steps: int) -> float:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             stamps.append(time.perf_counter())
 
-    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    overrides = ["curriculum=none", "logger=csv", f"model.hidden_size={n}", f"trainer.max_steps={steps}",
+                 "callbacks.progress.every_n_steps=100000"]
     with tempfile.TemporaryDirectory() as tmp:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(version_base="1.3", config_dir=conf):
-            cfg = compose(
-                "train",
-                overrides=[
-                    "curriculum=none",
-                    "logger=csv",
-                    f"model.hidden_size={n}",
-                    f"trainer.max_steps={steps}",
-                    f"paths.output_dir={tmp}",
-                    "callbacks.progress.every_n_steps=100000",
-                ],
-            )
+        cfg = compose_train_config(overrides, tmp)
         module = instantiate(cfg.model, task=instantiate(cfg.task), seed=1, batch_size=B)
         callbacks = [
             CurriculumCallback(instantiate(cfg.curriculum)),

@@ -3,7 +3,9 @@ checks that run before training (:func:`validate`), each naming the key and its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -85,6 +87,25 @@ def register_schemas() -> None:
 
 
 register_schemas()
+
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_train_config(overrides: Sequence[str] = (), output_dir=None, config_name: str = "train") -> DictConfig:
+    """``conf/<config_name>.yaml`` composed as ``python -m twm.train`` would, for tests, benchmarks and notebooks:
+    the Hydra config is included and registered (``${hydra:...}`` resolves), ``paths.output_dir`` points at
+    ``output_dir`` (Hydra's run folder does not exist outside the CLI)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name, return_hydra_config=True, overrides=[*overrides, *extra])
+        HydraConfig().set_config(cfg)
+    return cfg
 
 
 class ConfigError(ValueError):
