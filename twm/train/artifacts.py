@@ -7,8 +7,11 @@ Single runs and ensemble members write the same files.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from twm.model import ElmanRNN
 from twm.tasks import Task
 
 SUMMARY = "summary.json"
+METRICS = "metrics.csv"
+METRICS_BACKUP = "metrics.resume.csv"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 SUMMARY_KEYS = (
@@ -61,6 +66,36 @@ def _jsonable(value):
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def start_csv_logger(logger, resume_step: int | None) -> None:
+    """Open Lightning's ``CSVLogger`` on a run folder without losing history. Its writer deletes an existing
+    ``metrics.csv`` when it starts; the rows of steps before ``resume_step`` are first kept in a backup file (merged
+    with one an earlier kill left behind, so no window loses them) and put back afterwards. ``resume_step=None``
+    starts the metrics afresh."""
+    out = Path(logger.log_dir)
+    current, backup = out / METRICS, out / METRICS_BACKUP
+    rows, header = {}, None
+    if resume_step is not None:
+        for path in (backup, current):  # a backup left by an earlier kill holds the oldest rows
+            if path.exists():
+                with path.open(newline="") as f:
+                    reader = csv.DictReader(f)
+                    header = header or reader.fieldnames
+                    rows.update((int(float(r["step"])), r) for r in reader if int(float(r["step"])) < resume_step)
+    if header is not None:
+        tmp = backup.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows[step] for step in sorted(rows))
+        os.replace(tmp, backup)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "log directory exists and is not empty": the run's own folder
+        logger.experiment  # noqa: B018  (creating the writer deletes metrics.csv)
+    if header is not None:
+        shutil.copyfile(backup, current)
+    backup.unlink(missing_ok=True)
 
 
 def read_summary(run_dir) -> dict | None:

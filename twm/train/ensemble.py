@@ -35,12 +35,10 @@ clipping threshold and step count.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,14 +48,20 @@ import torch
 
 from twm.model import ElmanRNN
 from twm.tasks import _binary_structure, _unrolled_sources, sample, validate_operator
-from twm.train.artifacts import CHECKPOINTS, LAST, SUMMARY_KEYS, read_summary, run_seeds, write_json
+from twm.train.artifacts import (
+    CHECKPOINTS,
+    LAST,
+    SUMMARY_KEYS,
+    read_summary,
+    run_seeds,
+    start_csv_logger,
+    write_json,
+)
 from twm.train.metrics import output_mse, per_step_accuracy, sign_accuracy
 
 log = logging.getLogger("twm.ensemble")
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults
-TEST_HORIZON, TEST_BATCHES, TEST_BATCH_SIZE = 200, 10, 64  # SPEC §1.3
-METRICS = "metrics.csv"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -133,6 +137,9 @@ class Member:
     run_dir: str | Path | None = None
     task_name: str = "custom"
     task_id: tuple | None = None
+    test_horizon: int = 200
+    test_batches: int = 10
+    test_batch_size: int = 64
 
     @property
     def d(self) -> int:
@@ -635,20 +642,8 @@ class _RunFolder:
         """Start the CSV logger, keeping the rows of steps before ``keep_before`` from an earlier attempt."""
         from lightning.pytorch.loggers import CSVLogger
 
-        path = self.dir / METRICS
-        rows = []
-        if keep_before > 0 and path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(float(r["step"])) < keep_before]
         self.logger = CSVLogger(save_dir=str(self.dir), name="", version="")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "log directory exists and is not empty": this run's own folder
-            experiment = self.logger.experiment  # removes a stale metrics.csv
-        for row in rows:
-            step = int(float(row.pop("step")))
-            experiment.log_metrics(row, step)
-        if rows:
-            self.logger.save()
+        start_csv_logger(self.logger, keep_before or None)
 
     def log(self, step: int, loss: float, accuracy: float, horizon: int) -> None:
         self.logger.log_metrics(
@@ -709,9 +704,11 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def heldout_accuracy(model: ElmanRNN, F, s: int, seed: int) -> float:
-    """SPEC §1.3's test accuracy: horizon 200, 10 fresh batches of 64 from the run's test seed."""
-    accuracy = per_step_accuracy(model, F, s, TEST_HORIZON, TEST_BATCHES, TEST_BATCH_SIZE, run_seeds(seed).test)
+def heldout_accuracy(model: ElmanRNN, member: Member) -> float:
+    """SPEC §1.3's test accuracy with the member's settings (``data.test_*``; default horizon 200, 10 fresh batches
+    of 64 from the run's test seed), as the single-run path computes it."""
+    accuracy = per_step_accuracy(model, member.F, member.s, member.test_horizon, member.test_batches,
+                                 member.test_batch_size, run_seeds(member.seed).test)
     return float(accuracy.mean())
 
 
@@ -768,7 +765,7 @@ def train_ensemble(
     def finish(j: int) -> None:
         i = todo[j]
         m = members[i]
-        acc = heldout_accuracy(trainer.model(j), m.F, m.s, m.seed)
+        acc = heldout_accuracy(trainer.model(j), m)
         summary = _summary(trainer, j, "completed", wall(j), size, test_accuracy=acc)
         if j in folders:
             folders[j].checkpoint(trainer.state_dict(j), {**trainer.member_state(j), "wall_seconds": wall(j)},

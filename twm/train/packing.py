@@ -31,6 +31,8 @@ def member_from_config(cfg: DictConfig, run_dir) -> Member:
         curriculum=instantiate(cfg.curriculum), lr=float(cfg.model.lr), bias=bool(cfg.model.bias),
         init=str(cfg.model.init), batch_size=int(cfg.data.batch_size), max_steps=int(cfg.trainer.max_steps),
         clip=float(cfg.trainer.gradient_clip_val), run_dir=str(run_dir), task_name=task.name, task_id=task.task_id,
+        test_horizon=int(cfg.data.test_horizon), test_batches=int(cfg.data.test_batches),
+        test_batch_size=int(cfg.data.test_batch_size),
     )
 
 

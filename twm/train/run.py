@@ -6,11 +6,9 @@ with ``checkpoints/last.ckpt`` resumes from it and ends with the same weights an
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -53,7 +51,6 @@ def build_callbacks(cfg: DictConfig) -> list:
     return callbacks
 
 
-RESUME_BACKUP = "metrics.resume.csv"
 FINGERPRINT = "fingerprint.json"
 
 
@@ -79,36 +76,6 @@ def _check_fingerprint(out: Path, cfg: DictConfig) -> None:
             )
     else:
         artifacts.write_json(path, current)
-
-
-def _backup_metrics(out: Path, resume_step: int | None) -> Path | None:
-    """Keep the metrics rows before ``resume_step`` (Lightning's CSV logger deletes metrics.csv when it starts)."""
-    current, backup = out / "metrics.csv", out / RESUME_BACKUP
-    if resume_step is None:
-        backup.unlink(missing_ok=True)
-        return None
-    rows, header = [], None
-    for path in (backup, current):  # a backup left by an earlier kill holds the oldest rows
-        if path.exists():
-            with path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                header = header or reader.fieldnames
-                rows.extend(r for r in reader if int(float(r["step"])) < resume_step)
-    rows = list({int(float(r["step"])): r for r in rows}.values())
-    if header is None:
-        return None
-    tmp = backup.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: int(float(r["step"]))))
-    os.replace(tmp, backup)
-    return backup
-
-
-def _restore_metrics(out: Path, backup: Path | None) -> None:
-    if backup is not None:
-        shutil.copyfile(backup, out / "metrics.csv")
 
 
 def _summary(cfg, task, module, curriculum_cb, status, steps, last, test_accuracy, wall, error=None) -> dict:
@@ -166,12 +133,10 @@ def train(cfg: DictConfig) -> dict:
     resume_step = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] if ckpt.exists() else None
     if resume_step is not None:
         log.info("resuming from %s (step %d)", ckpt, resume_step)
-    backup = _backup_metrics(out, resume_step)
     loggers = build_loggers(cfg)
     for logger in loggers:
         if isinstance(logger, CSVLogger):
-            logger.experiment  # noqa: B018  (creating the writer deletes an existing metrics.csv)
-    _restore_metrics(out, backup)
+            artifacts.start_csv_logger(logger, resume_step)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
     try:
         trainer.fit(module, ckpt_path=str(ckpt) if resume_step is not None else None)
@@ -199,7 +164,6 @@ def train(cfg: DictConfig) -> dict:
             time.perf_counter() - start,
         )
         artifacts.write_json(out / artifacts.SUMMARY, summary)
-        (out / RESUME_BACKUP).unlink(missing_ok=True)
         log.info(
             "completed %d steps: test accuracy %.4f (H = %d), %s",
             summary["steps"],
