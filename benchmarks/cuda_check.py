@@ -16,25 +16,21 @@ import torch
 
 
 def ensemble_vs_reference(steps: int = 60) -> dict:
+    from twm.run.spec import CurriculumSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec
     from twm.tasks import get_task
-    from twm.train.curriculum import Ladder
-    from twm.train.ensemble import EnsembleTrainer, Member, train_single_reference
+    from twm.train.batched import EnsembleTrainer
+    from twm.train.reference import train_reference
 
-    specs = [("repeat_copy", 0.0, 0.9, 1), ("signed_shuffle_48", 0.001, 0.98, 2), ("signed_shuffle_70", 0.1, 0.6, 3)]
-
-    def members():
-        return [
-            Member(get_task(n).F, 8, 32, seed=seed, l2=l2, curriculum=Ladder([4, 8, 16], thr), max_steps=steps)
-            for n, l2, thr, seed in specs
-        ]
-
-    trainer = EnsembleTrainer(members(), device="cuda")
+    specs = [RunSpec(TaskSpec.from_task(get_task(name)), ModelSpec(hidden_size=32), OptimSpec(l2=l2),
+                     CurriculumSpec.of("ladder", ladder=[4, 8, 16], threshold=thr), steps=steps, seed=seed)
+             for name, l2, thr, seed in [("repeat_copy", 0.0, 0.9, 1), ("signed_shuffle_48", 0.001, 0.98, 2),
+                                         ("signed_shuffle_70", 0.1, 0.6, 3)]]
+    trainer = EnsembleTrainer(specs, device="cuda")
     for _ in range(steps):
         trainer.step()
     worst = 0.0
-    for i, m in enumerate(members()):
-        model, _ = train_single_reference(m.F, m.s, m.hidden_size, m.seed, m.l2, m.curriculum, max_steps=steps)
-        ref = model.state_dict()
+    for i, spec in enumerate(specs):
+        ref = train_reference(spec)[0].state_dict()
         got = trainer.state_dict(i)
         worst = max(worst, max((ref[k] - got[k].cpu()).abs().max().item() for k in ref))
     return {"ensemble_cuda_vs_cpu_reference_max_abs_diff": worst, "steps": steps}
@@ -42,7 +38,7 @@ def ensemble_vs_reference(steps: int = 60) -> dict:
 
 def lightning_gpu(steps: int = 300) -> dict:
     from twm.train.config import compose_train_config
-    from twm.train.run import train
+    from twm.train.pipeline import train
 
     overrides = ["trainer=gpu", f"trainer.max_steps={steps}", "logger=none", "curriculum=none",
                  "callbacks.progress.every_n_steps=100000"]

@@ -1,10 +1,12 @@
-"""Training throughput: the bare single-run loop against batched ensembles (twm.train.ensemble).
+"""Training throughput: the bare single-run loop against batched ensembles (twm.train.batched).
 
 One model-step = one optimizer step of one run. Setting: s = d = 8, repeat copy, fixed horizon H = 100
 (``Fixed(100)``), batch 64, no biases; hidden 128, 64, 32. For each hidden size the script times
 
-- the single run: ``train_single_reference`` (nn.RNN + autograd + torch.optim.Adam, one process);
+- the single run: ``twm.train.reference.train_reference`` (nn.RNN + autograd + torch.optim.Adam, one process);
 - ensembles of K members (``EnsembleTrainer``, seeds 1..K, L2 cycling through 0, 1e-3, 0.1, 10);
+- with ``--engine``: the batched engine end to end (``train_ensemble``: CSV logging every step, checkpoints,
+  callbacks, summaries) at K = 40, against the bare trainer in the same run;
 - a matmul peak: the best of repeated ``torch.bmm`` of the recurrent matmul's shape (K, 64, n) @ (K, n, n) at the
   largest K, in GFLOP/s. The ensemble's achieved recurrent-matmul rate counts 6*B*n^2*T flops per model-step
   (forward, backward and weight gradient of W_hh; T = s + H); ``peak_fraction`` is achieved / peak.
@@ -26,17 +28,24 @@ import time
 
 import torch
 
+from twm.run.spec import CurriculumSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec
 from twm.tasks import get_task
-from twm.train.curriculum import Fixed
-from twm.train.ensemble import EnsembleTrainer, Member, train_single_reference
+from twm.train.batched import EnsembleTrainer
+from twm.train.reference import train_reference
 
 S = D = 8
 H = 100
 B = 64
 T = S + H
 L2S = (0.0, 1e-3, 0.1, 10.0)
-GRID_RUNS_PER_HIDDEN = 640  # 4 tasks x 4 L2 x 2 thresholds x 20 seeds (SPEC §3)
+GRID_RUNS_PER_HIDDEN = 640  # 4 tasks x 4 L2 x 2 thresholds x 20 seeds (docs/science.md §3)
 GRID_STEPS = 20000
+
+
+def fixed_spec(F, n: int, seed: int = 1, l2: float = 1e-3, steps: int = 10**9) -> RunSpec:
+    """Repeat copy at s = d = 8, hidden ``n``, a fixed horizon H = 100."""
+    return RunSpec(TaskSpec.from_operator(F, S, "repeat_copy"), ModelSpec(hidden_size=n), OptimSpec(l2=l2),
+                   CurriculumSpec.of("none", horizon=H), steps=steps, seed=seed)
 
 
 def _sync(device: torch.device) -> None:
@@ -52,21 +61,19 @@ def single_rate(F, n: int, device: torch.device, chunk_s: float, chunks: int) ->
         stamps.append(time.perf_counter())
 
     warmup = 5
-    train_single_reference(F, S, n, 1, 1e-3, Fixed(H), max_steps=warmup + 1, callback=stamp, device=device)
+    train_reference(fixed_spec(F, n, steps=warmup + 1), callback=stamp, device=device)
     per_step = max((stamps[-1] - stamps[1]) / (len(stamps) - 2), 1e-4)
     per_chunk = max(3, int(chunk_s / per_step))
     stamps.clear()
-    train_single_reference(
-        F, S, n, 1, 1e-3, Fixed(H), max_steps=warmup + per_chunk * chunks, callback=stamp, device=device
-    )
+    train_reference(fixed_spec(F, n, steps=warmup + per_chunk * chunks), callback=stamp, device=device)
     t = stamps[warmup - 1 :]
     return max(per_chunk / (t[(c + 1) * per_chunk] - t[c * per_chunk]) for c in range(chunks))
 
 
 def ensemble_rate(F, n: int, K: int, device: torch.device, chunk_s: float, chunks: int) -> tuple[float, float]:
     """Best-chunk model-steps/s of a K-member ensemble, and its bytes per member."""
-    members = [Member(F, S, n, seed, L2S[seed % len(L2S)], Fixed(H), max_steps=10**9) for seed in range(1, K + 1)]
-    trainer = EnsembleTrainer(members, device=device)
+    trainer = EnsembleTrainer([fixed_spec(F, n, seed, L2S[seed % len(L2S)]) for seed in range(1, K + 1)],
+                              device=device)
     trainer.step()  # first touch of the buffers
     _sync(device)
     t0 = time.perf_counter()
@@ -110,16 +117,14 @@ def bmm_peak(n: int, K: int, device: torch.device, seconds: float) -> float:
 
 
 def lightning_rate(n: int, steps: int) -> float:
-    """Best-chunk steps/s of the Lightning path exactly as ``python -m twm.train`` builds it (HDSModule, the
-    trainer config of conf/trainer/cpu.yaml, the curriculum callback, CSV logger, checkpoint every 500 steps),
-    at a fixed horizon H = 100."""
+    """Best-chunk steps/s of the Lightning engine exactly as ``python -m twm.train`` builds it (the pipeline's job:
+    HDSModule, CSV logger, progress line, checkpoint every 500 steps), at a fixed horizon H = 100."""
     import tempfile
 
     import lightning.pytorch as pl
-    from hydra.utils import instantiate
 
-    from twm.train.callbacks import CurriculumCallback
     from twm.train.config import compose_train_config
+    from twm.train.pipeline import prepare, run_lightning
 
     stamps: list[float] = []
 
@@ -130,23 +135,45 @@ def lightning_rate(n: int, steps: int) -> float:
     overrides = ["curriculum=none", "logger=csv", f"model.hidden_size={n}", f"trainer.max_steps={steps}",
                  "callbacks.progress.every_n_steps=100000"]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_train_config(overrides, tmp)
-        module = instantiate(cfg.model, task=instantiate(cfg.task), seed=1, batch_size=B)
-        callbacks = [
-            CurriculumCallback(instantiate(cfg.curriculum)),
-            Stamp(),
-            *(instantiate(c) for c in cfg.callbacks.values()),
-        ]
-        loggers = [instantiate(node) for node in cfg.logger.values()]
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=tmp)
-        trainer.fit(module)
+        job = prepare(compose_train_config(overrides, tmp))
+        job.callbacks.append(Stamp())
+        run_lightning(job)
     warm = 5
     chunk = max(3, (len(stamps) - warm) // 3)
     return max(chunk / (stamps[k + chunk] - stamps[k]) for k in range(warm, len(stamps) - chunk, chunk))
 
 
+def engine_vs_trainer(n: int, K: int, steps: int) -> dict:
+    """The batched engine end to end (``train_ensemble`` on K jobs prepared by the pipeline: CSV logging every
+    step, progress lines, checkpoints every 500 steps, summaries) against the bare ``EnsembleTrainer`` loop."""
+    import tempfile
+
+    from twm.train.batched import train_ensemble
+    from twm.train.config import compose_train_config
+    from twm.train.pipeline import prepare
+
+    F = get_task("repeat_copy", S, D).F
+    trainer = EnsembleTrainer([fixed_spec(F, n, seed, L2S[seed % len(L2S)]) for seed in range(1, K + 1)])
+    trainer.step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.step()
+    bare = K * steps / (time.perf_counter() - t0)
+    del trainer
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [prepare(compose_train_config(["curriculum=none", f"model.hidden_size={n}",
+                                              f"trainer.max_steps={steps + 1}", f"seed={seed}",
+                                              f"optimizer.l2={L2S[seed % len(L2S)]}", "data.test_batches=1"],
+                                             f"{tmp}/{seed}")) for seed in range(1, K + 1)]
+        t0 = time.perf_counter()
+        train_ensemble(jobs, progress_every=10**9)
+        engine = K * (steps + 1) / (time.perf_counter() - t0)
+    return {"hidden": n, "K": K, "steps": steps, "trainer_model_steps_per_s": round(bare, 1),
+            "engine_model_steps_per_s": round(engine, 1), "engine_fraction": round(engine / bare, 3)}
+
+
 def lightning_vs_bare(n: int, steps: int) -> dict:
-    """Issue 3's check: the Lightning path against the bare loop on the same model and data (hidden n, H = 100)."""
+    """The Lightning engine against the bare loop on the same model and data (hidden n, H = 100)."""
     F = get_task("repeat_copy").F
     bare = single_rate(F, n, torch.device("cpu"), chunk_s=steps / 30 / 3, chunks=3)
     lightning = lightning_rate(n, steps)
@@ -166,6 +193,8 @@ def main() -> None:
         action="store_true",
         help="only compare the Lightning path with the bare loop (hidden 128, H = 100, CPU)",
     )
+    parser.add_argument("--engine", action="store_true",
+                        help="only compare the batched engine end to end with its bare trainer (K = 40, CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64, 32])
@@ -193,6 +222,13 @@ def main() -> None:
             f"bare/Lightning = {result['slowdown']:.3f} (target <= 1.25)"
         )
         print(json.dumps(result))
+        return
+    if args.engine:
+        for n in args.hidden:
+            result = engine_vs_trainer(n, 40, 30 if args.quick else 120)
+            print(f"hidden {n}, K = 40: engine {result['engine_model_steps_per_s']:.1f} model-steps/s, bare trainer "
+                  f"{result['trainer_model_steps_per_s']:.1f} ({100 * result['engine_fraction']:.0f}%)", flush=True)
+            print(json.dumps(result))
         return
     device = torch.device(args.device)
     Ks = args.K or ([1, 4, 8, 20, 40] + ([64, 128, 256, 512] if device.type == "cuda" else []))

@@ -9,10 +9,11 @@ import torch
 from lightning.pytorch.loggers.logger import Logger
 from torch.utils.data import DataLoader
 
-from twm.analysis import GradientProbe, decay_rate, input_gradient_profile, load_probe_csv, spectral_radius
+from twm.analysis import decay_rate, input_gradient_profile, load_probe_csv, spectral_radius
+from twm.metrics import output_mse
 from twm.model import ElmanRNN
 from twm.tasks import get_task, sample
-from twm.train.metrics import output_mse
+from twm.train.callbacks import GradientProbe
 
 
 @pytest.mark.parametrize("r", [0.7, 0.0, -0.3])

@@ -1,6 +1,7 @@
-"""Spectral comparison and the Jacobian (SPEC §4, §3) on planted networks with known answers."""
+"""Spectral comparison and the Jacobian (docs/science.md §4, §3) on planted networks with known answers."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,7 +77,7 @@ def test_threshold_modulus_and_angle_wraparound():
 
 
 def test_predicted_spectrum_against_itself_is_at_the_arccos_floor():
-    # arccos(1 - ε) ≈ √(2ε): an identical pair can read up to ~2e-8 rad, SPEC §4's formula's resolution
+    # arccos(1 - ε) ≈ √(2ε): an identical pair can read up to ~2e-8 rad, docs/science.md §4's formula's resolution
     for name in TASK_NAMES:
         ev = predicted_eigenvalues(get_task(name).F, 8)
         assert compare_spectra(ev[::-1], ev).error < 3e-8
@@ -121,3 +122,40 @@ def test_no_converged_fixed_point_raises():
     W = np.array([[0.0, -4.0], [4.0, 0.0]])
     with pytest.raises(FixedPointNotFound):
         jacobian(W, b=np.array([1e-3, 0.0]), tol=0.0)  # tol 0: no residual counts as converged
+
+
+@pytest.mark.parametrize("which", ["learned", "theory"])
+def test_a_matrix_is_refused_not_ravelled(which):
+    # docs/science.md §4: the comparison is of eigenvalues; a (n, n) operator ravelled into n² "eigenvalues" is wrong
+    W = embed(phi(get_task("repeat_copy", s=2, d=2).F, 2), _orthonormal(6, 4, 6))[0]
+    ev = np.linalg.eigvals(W)
+    args = {"learned": ev, "theory": ev, which: W}
+    with pytest.raises(ValueError, match=rf"eigenvalues, got a \(6, 6\) matrix for `{which}`.*eigvals"):
+        compare_spectra(**args)
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        compare_spectra(**{**args, which: np.ones((2, 3))})
+
+
+def test_eigenvalue_vectors_in_any_orientation_are_accepted():
+    ev = predicted_eigenvalues(get_task("repeat_copy", s=3, d=2).F, 3)
+    flat = compare_spectra(ev, ev).to_dict()
+    for shaped in (list(ev), ev[:, None], ev[None, :]):
+        assert compare_spectra(shaped, ev).to_dict() == flat == compare_spectra(ev, shaped).to_dict()
+
+
+def test_as_numpy_is_public_and_no_analysis_module_imports_a_private_name():
+    import ast
+
+    import torch
+
+    import twm.analysis.spectra as spectra
+
+    out = spectra.as_numpy(torch.ones(2, 3, requires_grad=True))
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (2, 3)
+    assert spectra.as_numpy([1j], np.complex128).dtype == np.complex128
+    assert not hasattr(spectra, "_numpy")
+    for name in ("spectra", "basis", "plots"):
+        tree = ast.parse(Path(spectra.__file__).with_name(f"{name}.py").read_text())
+        private = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names
+                   if a.name.startswith("_") and node.module != "__future__"]
+        assert not private, f"{name}.py imports private names {private}"

@@ -1,13 +1,13 @@
 """The paper's central claim at test scale: a real 3 000-step run learns repeat copy (s = d = 4, hidden 64) and its
-W_hh carries Φ's spectrum (issue 3 and issue 4 acceptance)."""
+W_hh carries Φ's spectrum (docs/science.md §4)."""
 
 import numpy as np
 import pytest
 
 from tests.conftest import compose_train
 from twm.analysis import spectral_comparison
-from twm.train.artifacts import load_model
-from twm.train.run import train
+from twm.run.folder import RunFolder
+from twm.train.pipeline import train
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,8 @@ def test_repeat_copy_is_learned(trained):
 
 def test_learned_spectrum_matches_phi(trained):
     run_dir, _ = trained
-    model, task, _ = load_model(run_dir)
-    comparison = spectral_comparison(model.W_hh.double().numpy(), task.F, task.s)
+    model, spec = RunFolder(run_dir).load_model()
+    comparison = spectral_comparison(model.W_hh.double().numpy(), spec.task.F, spec.task.s)
     assert comparison.defined and comparison.n_learned == comparison.n_theory == 16
     assert comparison.error < 0.01 and comparison.error_optimal <= comparison.error + 1e-12
     assert np.all(np.abs(np.abs(comparison.learned) - 1) < 0.1)

@@ -1,4 +1,4 @@
-"""Sweeps (issue 5): presets lose no axis, launchers compose, the submitit path runs end to end, resumability."""
+"""Sweeps: presets lose no axis, launchers compose, the submitit path runs end to end, resumability."""
 
 import json
 import os
@@ -26,7 +26,7 @@ def test_table1_grid_is_the_full_product():
     cfg, jobs = _grid("table1")
     assert len(jobs) == 1920 == 4 * 3 * 4 * 2 * 20
     axes = {
-        "task": TASKS, "model.hidden_size": {"128", "64", "32"}, "model.l2": {"0.0", "0.001", "0.1", "10.0"},
+        "task": TASKS, "model.hidden_size": {"128", "64", "32"}, "optimizer.l2": {"0.0", "0.001", "0.1", "10.0"},
         "curriculum.threshold": {"0.9", "0.98"}, "seed": {str(s) for s in range(1, 21)},
     }
     for key, values in axes.items():
@@ -105,7 +105,7 @@ def test_run_states(tmp_path):
 def test_a_folder_of_another_configuration_is_refused(tmp_path):
     from tests.conftest import TINY
     from twm.train.config import ConfigError
-    from twm.train.run import train
+    from twm.train.pipeline import train
 
     train(compose_train(TINY + ["trainer.max_steps=5"], tmp_path))
     with pytest.raises(ConfigError, match="another configuration"):

@@ -11,11 +11,10 @@ from twm.tasks import (
     get_task,
     operator_from_id,
     sample,
-    sequence_period,
     task_by_id,
     task_id_from_operator,
 )
-from twm.theory import phi, rollout
+from twm.theory import phi, rollout, sequence_period
 
 D = 9241421688590303745
 

@@ -1,4 +1,4 @@
-"""The training job (issue 3): configs, a real run, determinism, resume, errors, loggers."""
+"""The training job: configs, a real run, determinism, resume, errors, loggers."""
 
 import json
 import os
@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from tests.conftest import CONF, TINY, compose_train
-from twm.train.artifacts import SUMMARY_KEYS, load_model, read_summary
+from twm.run.folder import SUMMARY_KEYS, RunFolder, read_summary
+from twm.run.spec import RunSpec
 from twm.train.config import ConfigError, validate
-from twm.train.run import train
+from twm.train.pipeline import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +26,7 @@ def _options(group):
     "override",
     [f"task={o}" for o in _options("task")]
     + [f"model={o}" for o in _options("model")]
+    + [f"optimizer={o}" for o in _options("optimizer")]
     + [f"curriculum={o}" for o in _options("curriculum")]
     + [f"trainer={o}" for o in _options("trainer")]
     + [f"logger={o}" for o in _options("logger")]
@@ -35,10 +37,9 @@ def test_every_group_option_composes_and_builds(override, tmp_path):
 
     cfg = compose_train([override], tmp_path)
     validate(cfg)
-    task = instantiate(cfg.task)
-    instantiate(cfg.curriculum)
-    module = instantiate(cfg.model, task=task, seed=cfg.seed)
-    assert module.model.hidden_size == cfg.model.hidden_size
+    spec = RunSpec.from_config(cfg)
+    assert spec.make_model().hidden_size == cfg.model.hidden_size
+    assert spec.curriculum.build().horizon > 0 and spec.task.s == cfg.task.s
     for node in cfg.callbacks.values():
         instantiate(node)
 
@@ -47,7 +48,7 @@ def test_defaults_match_spec(tmp_path):
     cfg = compose_train([], tmp_path)
     assert cfg.seed == 1 and cfg.trainer.max_steps == 20000 and cfg.trainer.gradient_clip_val == 1.0
     assert list(cfg.curriculum.ladder) == [10, 20, 40, 60, 100] and cfg.curriculum.threshold == 0.98
-    assert cfg.model.bias is False and cfg.model.lr == 1e-3 and cfg.data.batch_size == 64
+    assert cfg.model.bias is False and cfg.optimizer.lr == 1e-3 and cfg.data.batch_size == 64
     assert list(cfg.logger) == ["csv"] and cfg.data.test_horizon == 200
 
 
@@ -91,7 +92,7 @@ def test_bad_config_cli_exits_cleanly(tmp_path):
 
 
 def _weights(run_dir):
-    model, _, _ = load_model(run_dir)
+    model, _ = RunFolder(run_dir).load_model()
     return model.state_dict()
 
 
@@ -104,7 +105,13 @@ def test_tiny_run_writes_the_run_folder_contract(tmp_path):
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].split(",") == ["curriculum/horizon", "epoch", "step", "train/accuracy", "train/loss"]
     assert len(rows) == 21  # the horizon is logged every step
-    assert summary["final_horizon"] in (2, 4, 8)
+    from twm.curriculum import Ladder
+
+    replay, csv_rows = Ladder([2, 4, 8], 0.6), [r.split(",") for r in rows[1:]]
+    for horizon, _, _, accuracy, loss in csv_rows:  # the ladder replayed on the logged accuracies
+        assert float(horizon) == replay.horizon
+        replay.update(float(accuracy), float(loss))
+    assert summary["final_horizon"] == replay.horizon and summary["train_accuracy"] == float(csv_rows[-1][3])
     # running again does nothing and says so
     assert train(compose_train(TINY, tmp_path)) == summary
 

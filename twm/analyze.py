@@ -1,4 +1,5 @@
-"""``python -m twm.analyze``: post-hoc analysis of trained run folders (SPEC §4–§6), one run or a whole sweep.
+"""``python -m twm.analyze``: post-hoc analysis of trained run folders (docs/science.md §4–§6), one run or a
+whole sweep.
 
     python -m twm.analyze run_dir=outputs/sweeps/table1/17
     python -m twm.analyze sweep_dir=outputs/sweeps/table1 workers=2
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from twm.train import artifacts
+from twm.analysis.basis import support_summary
+from twm.run.folder import CHECKPOINTS, LAST, RunFolder, write_json
 
 log = logging.getLogger("twm.analyze")
 
@@ -55,10 +57,10 @@ class AnalyzeError(ValueError):
 class AnalyzeOptions:
     """What :func:`analyze_run` computes (defaults = ``conf/analyze.yaml``).
 
-    ``threshold``: |λ| cut of the spectral comparison (SPEC §4). ``length_horizon``/``length_batches``: the length
-    generalisation test (output steps, batches of 64). ``length_threshold``: its ``first_below`` accuracy level.
-    ``rate_tol``: the gradient decay rate counted as "flat" (step where r first falls below it). ``plots``: write
-    the PNGs. ``force``: analyse even when ``analysis.json`` is up to date.
+    ``threshold``: |λ| cut of the spectral comparison (docs/science.md §4). ``length_horizon``/``length_batches``:
+    the length generalisation test (output steps, batches of 64). ``length_threshold``: its ``first_below``
+    accuracy level. ``rate_tol``: the gradient decay rate counted as "flat" (step where r first falls below it).
+    ``plots``: write the PNGs. ``force``: analyse even when ``analysis.json`` is up to date.
     """
 
     threshold: float = 0.9
@@ -78,7 +80,8 @@ class AnalyzeOptions:
 
     def check(self) -> None:
         if not self.threshold >= 0:
-            raise AnalyzeError(f"threshold must be >= 0 (the |λ| cut of SPEC §4, default 0.9); got {self.threshold}")
+            raise AnalyzeError(f"threshold must be >= 0 (the |λ| cut, docs/science.md §4, default 0.9); "
+                               f"got {self.threshold}")
         if int(self.length_horizon) < 1 or int(self.length_batches) < 1:
             raise AnalyzeError(f"length_horizon and length_batches must be >= 1; got {self.length_horizon}, "
                                f"{self.length_batches}")
@@ -115,41 +118,6 @@ def _finite(value):
     return value
 
 
-def support_summary(M: np.ndarray, F, s: int, kept: np.ndarray, level: float = 0.5) -> dict:
-    """How well ``Ψ* W_hh Ψ`` (``M``, ``(s*d, s*d)``) shows Φ on the kept coordinates (Fig. 4, SPEC §5 step 4).
-
-    ``support_match``: fraction of Φ's nonzero entries (both coordinates kept) where ``M`` has the same sign and
-    ``|M| > level``, also split into ``shift_match`` (Φ's shift band) and ``boundary_match`` (its last block row,
-    ``Fᵀ``; the shift entries hold by construction of the Krylov basis up to the norm ratios, so the boundary is the
-    informative part); ``off_support_max``: the largest ``|M|`` on kept×kept entries where Φ is 0 (0 if none);
-    ``on_support_abs_mean``/``on_support_abs_min``: ``|M|`` on Φ's support."""
-    from twm.theory import phi
-
-    P = phi(F, s)
-    kept = np.asarray(kept, dtype=bool)
-    both = kept[:, None] & kept[None, :]
-    support = both & (P != 0)
-    off = both & (P == 0)
-    n = int(support.sum())
-    hits = support & (np.sign(M) == np.sign(P)) & (np.abs(M) > level)
-    on = np.abs(M[support])
-    boundary = np.zeros_like(support)
-    boundary[-(P.shape[0] // s):] = True  # the last block row: Fᵀ
-    parts = {}
-    for name, part in (("shift", support & ~boundary), ("boundary", support & boundary)):
-        k = int(part.sum())
-        parts[f"{name}_match"] = float((hits & part).sum() / k) if k else None
-    return {
-        "support_entries": n,
-        "support_match": float(hits.sum() / n) if n else None,
-        **parts,
-        "support_level": level,
-        "on_support_abs_mean": float(on.mean()) if n else None,
-        "on_support_abs_min": float(on.min()) if n else None,
-        "off_support_max": float(np.abs(M[off]).max()) if off.any() else 0.0,
-    }
-
-
 def gradient_summary(probe: dict, rate_tol: float = 0.05) -> dict:
     """Fig. 5 in numbers from :func:`twm.analysis.load_probe_csv`'s dict: decay rate r and ``max|λ(W_hh)|`` at
     the first and last probe, the first step where ``max|λ|`` exceeds 1 and the first where ``r < rate_tol``
@@ -182,7 +150,7 @@ def up_to_date(run_dir, options: AnalyzeOptions) -> dict | None:
     """The stored analysis of ``run_dir`` if it is newer than the checkpoint, made with the same numeric options
     and (when ``options.plots``) has its PNGs; else ``None``."""
     run_dir = Path(run_dir)
-    path, ckpt = run_dir / ANALYSIS, run_dir / artifacts.CHECKPOINTS / artifacts.LAST
+    path, ckpt = run_dir / ANALYSIS, run_dir / CHECKPOINTS / LAST
     if not path.exists() or not ckpt.exists() or path.stat().st_mtime < ckpt.stat().st_mtime:
         return None
     try:
@@ -198,24 +166,21 @@ def up_to_date(run_dir, options: AnalyzeOptions) -> dict | None:
     return stored
 
 
-@torch.no_grad()
-def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> dict:
-    """Analyse one trained run folder; writes ``<run_dir>/analysis.json`` (and the PNGs) and returns its content.
-
-    Skips the work and returns the stored analysis when :func:`up_to_date` (unless ``options.force``); the result
-    then has ``"skipped": true`` (not stored in the file). Schema of ``analysis.json``:
+@dataclass
+class RunAnalysis:
+    """What :func:`analyze_run` found for one run; ``analysis.json`` is :meth:`to_dict` (schema below).
 
     - ``schema`` (1), ``run_dir``, ``analysed_at`` (UTC ISO), ``seconds``, ``options`` (:class:`AnalyzeOptions`
       minus ``force``);
     - ``run``: the run's ``summary.json`` fields (status, steps, seed, task, task_id, s, d, hidden_size, l2,
       curriculum, threshold = the curriculum threshold, final_horizon, step_reached_max_horizon, train_loss,
-      train_accuracy, test_accuracy, wall_seconds), ``None`` where the summary lacks them;
-    - ``spectral``: SPEC §4 — ``error``, ``error_optimal`` (radians, ``None`` when undefined), ``n_learned``,
-      ``n_theory``, ``defined``, ``counts_match``, ``threshold``, ``operator`` (``"W_hh"`` or
+      train_accuracy, test_accuracy, wall_seconds), from the run's spec where the summary lacks them;
+    - ``spectral``: docs/science.md §4 — ``error``, ``error_optimal`` (radians, ``None`` when undefined),
+      ``n_learned``, ``n_theory``, ``defined``, ``counts_match``, ``threshold``, ``operator`` (``"W_hh"`` or
       ``"jacobian_at_fixed_point"``), ``spectral_radius`` (of that operator), ``fixed_point_norm``,
       ``fixed_point_residual`` and ``n_fixed_points`` (with biases), ``failure`` (why the operator could not be
       formed, e.g. no fixed point found; then ``defined`` is false);
-    - ``basis``: SPEC §5 — ``method``, ``n_kept``, ``n_coordinates`` (s*d), ``n_complement`` and
+    - ``basis``: docs/science.md §5 — ``method``, ``n_kept``, ``n_coordinates`` (s*d), ``n_complement`` and
       :func:`support_summary` of ``Ψ* W_hh Ψ``;
     - ``hidden_waves``: the input shown (``input``: description, ``pattern``: the (s, d) ±1 glyph, ``steps``,
       ``normalisation``);
@@ -224,137 +189,203 @@ def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> dict:
       (all ``horizon`` per-step accuracies);
     - ``gradient_flow``: :func:`gradient_summary` when the run has ``grad_probe.csv``, else ``None``;
     - ``plots``: name → path relative to the run folder (empty without plots).
+
+    ``skipped`` (not stored) is true when the stored analysis was up to date and returned as it was.
     """
-    from twm.analysis import (
-        length_generalisation,
-        load_probe_csv,
-        plot_gradient_flow,
-        plot_hidden_waves,
-        plot_length_generalisation,
-        plot_spectrum,
-        plot_weights_in_basis,
-        states_in_basis,
-        variable_memory_basis,
-        weights_in_basis,
-    )
-    from twm.analysis.spectra import FixedPointNotFound, compare_spectra, jacobian
+
+    run_dir: str
+    analysed_at: str
+    seconds: float
+    options: dict
+    run: dict
+    spectral: dict
+    basis: dict
+    hidden_waves: dict
+    length_generalisation: dict
+    gradient_flow: dict | None
+    plots: dict
+    skipped: bool = False
+
+    def to_dict(self) -> dict:
+        out = {"schema": SCHEMA, **asdict(self)}
+        out.pop("skipped")
+        return _finite(out)
+
+    @classmethod
+    def from_dict(cls, data: dict, skipped: bool = False) -> RunAnalysis:
+        return cls(**{f.name: data.get(f.name) for f in fields(cls) if f.name != "skipped"}, skipped=skipped)
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+
+class _Run:
+    """One run as the analysis sections see it: the network's weights, the task, the seeds, where plots go."""
+
+    def __init__(self, run_dir: Path, options: AnalyzeOptions):
+        from twm.run.folder import RunFolder
+
+        folder = RunFolder(run_dir)
+        self.model, self.spec = folder.load_model()
+        self.summary = folder.read_summary() or {}
+        self.task = self.spec.task.task()
+        self.s, self.d, self.F = self.task.s, self.task.d, self.task.F
+        self.seeds = self.spec.seeds
+        self.W_hh, self.W_r, self.b = self.model.W_hh.double().numpy(), self.model.W_r.double().numpy(), self.model.b
+        self.dir, self.options, self.plots = run_dir, options, {}
+        self.label = f"{self.task.name}, hidden {self.spec.model.hidden_size}, seed {self.spec.seed}"
+
+    def plot_path(self, name: str):
+        if not self.options.plots:
+            return None
+        self.plots[name] = f"{PLOT_DIR}/{name}.png"
+        return self.dir / PLOT_DIR / f"{name}.png"
+
+
+def _visited_states(run: _Run) -> np.ndarray:
+    """Hidden states ``(T, 16, n)`` on random inputs: fixed-point starts (with biases) and Algorithm 1's PCA."""
     from twm.tasks import sample
+
+    gen = torch.Generator().manual_seed(run.seeds.probe)
+    u, _ = sample(run.F, run.s, max(3 * run.s, int(run.summary.get("final_horizon") or 0)), 16, gen)
+    return run.model(u)[1].double().numpy()
+
+
+def spectral_section(run: _Run, hidden: np.ndarray) -> dict:
+    """docs/science.md §4: the Jacobian at the origin (or at a fixed point, with biases) against Φ's spectrum."""
+    from twm.analysis import compare_spectra, plot_spectrum
+    from twm.analysis.spectra import FixedPointNotFound, jacobian
     from twm.theory import predicted_eigenvalues
 
-    options = options or AnalyzeOptions()
-    run_dir = Path(run_dir)
-    if not options.force:
-        stored = up_to_date(run_dir, options)
-        if stored is not None:
-            return {**stored, "skipped": True}
-    start = time.perf_counter()
-    model, task, cfg = artifacts.load_model(run_dir)
-    summary = artifacts.read_summary(run_dir) or {}
-    s, d, F = task.s, task.d, task.F
-    seed = int(summary.get("seed", cfg.get("seed", 0)))
-    seeds = artifacts.run_seeds(seed)
-    W_hh, W_r, b = model.W_hh.double().numpy(), model.W_r.double().numpy(), model.b
-    plot_dir = run_dir / PLOT_DIR
-    plots: dict[str, str] = {}
-
-    def plot_path(name):
-        if not options.plots:
-            return None
-        plots[name] = f"{PLOT_DIR}/{name}.png"
-        return plot_dir / f"{name}.png"
-
-    # visited hidden states: fixed-point starts (with biases) and the complement PCA of Algorithm 1
-    gen = torch.Generator().manual_seed(seeds.probe)
-    u_rand, _ = sample(F, s, max(3 * s, int(summary.get("final_horizon") or 0)), 16, gen)
-    hidden = model(u_rand)[1].double().numpy()
-
-    # SPEC §4: the spectral comparison of the Jacobian with Φ
+    b = run.b
     spectral: dict = {"operator": "W_hh" if b is None or not torch.any(b) else "jacobian_at_fixed_point"}
+    threshold = run.options.threshold
     try:
-        lin = jacobian(W_hh, b=None if b is None else b.double().numpy(), states=hidden)
-        eig = np.linalg.eigvals(lin.matrix)
-        comparison = compare_spectra(eig, predicted_eigenvalues(F, s), threshold=options.threshold)
-        spectral.update(comparison.to_dict())
-        spectral["spectral_radius"] = float(np.max(np.abs(eig)))
-        if spectral["operator"] != "W_hh":
-            spectral.update(fixed_point_norm=float(np.linalg.norm(lin.fixed_point)),
-                            fixed_point_residual=lin.residual, n_fixed_points=len(lin.fixed_points))
-        if options.plots:
-            plot_spectrum(eig, F, s, plot_path("spectrum"), threshold=options.threshold, comparison=comparison,
-                          title=f"{task.name}, hidden {cfg.model.hidden_size}, seed {seed}: spectrum vs Φ")
+        lin = jacobian(run.W_hh, b=None if b is None else b.double().numpy(), states=hidden)
     except FixedPointNotFound as err:
         spectral.update(error=None, error_optimal=None, n_learned=None, n_theory=None, defined=False,
-                        counts_match=False, threshold=options.threshold, failure=str(err))
+                        counts_match=False, threshold=threshold, failure=str(err))
+        return spectral
+    eig = np.linalg.eigvals(lin.matrix)
+    comparison = compare_spectra(eig, predicted_eigenvalues(run.F, run.s), threshold=threshold)
+    spectral.update(comparison.to_dict())
+    spectral["spectral_radius"] = float(np.max(np.abs(eig)))
+    if spectral["operator"] != "W_hh":
+        spectral.update(fixed_point_norm=float(np.linalg.norm(lin.fixed_point)), fixed_point_residual=lin.residual,
+                        n_fixed_points=len(lin.fixed_points))
+    if run.options.plots:
+        plot_spectrum(eig, run.F, run.s, run.plot_path("spectrum"), threshold=threshold, comparison=comparison,
+                      title=f"{run.label}: spectrum vs Φ")
+    return spectral
 
-    # SPEC §5: the variable-memory basis and W_hh in it (Fig. 4); the hidden waves of one glyph (Fig. 3)
+
+def basis_sections(run: _Run, hidden: np.ndarray) -> tuple[dict, dict]:
+    """docs/science.md §5: the variable-memory basis and ``Ψ* W_hh Ψ`` (Fig. 4); the hidden waves of one glyph
+    (Fig. 3). Returns ``(basis, hidden_waves)``."""
+    from twm.analysis import plot_hidden_waves, plot_weights_in_basis, states_in_basis, variable_memory_basis
+    from twm.analysis import weights_in_basis as in_basis
+
+    s, d = run.s, run.d
     pattern = glyph(s, d)
     T = 4 * s
     u_glyph = torch.zeros(T, 1, d)
     u_glyph[:s, 0] = torch.as_tensor(pattern, dtype=torch.float32)
-    h_glyph = model(u_glyph)[1][:, 0].double().numpy()
-    basis = variable_memory_basis(W_hh, W_r, s, F=F, hidden=np.concatenate([hidden.reshape(-1, hidden.shape[-1]),
-                                                                              h_glyph]))
-    M = weights_in_basis(W_hh, basis)
-    basis_info = {"method": basis.method, "n_kept": basis.n_kept, "n_coordinates": s * d,
-                  "n_complement": int(basis.complement.shape[1]), **support_summary(M, F, s, basis.kept)}
+    h_glyph = run.model(u_glyph)[1][:, 0].double().numpy()
+    trajectory = np.concatenate([hidden.reshape(-1, hidden.shape[-1]), h_glyph])
+    basis = variable_memory_basis(run.W_hh, run.W_r, s, F=run.F, hidden=trajectory)
+    M = in_basis(run.W_hh, basis)
+    info = {"method": basis.method, "n_kept": basis.n_kept, "n_coordinates": s * d,
+            "n_complement": int(basis.complement.shape[1]), **support_summary(M, run.F, s, basis.kept)}
     waves = {
         "input": f"diagonal glyph: input step i (0-based) is +1 at dim round(i*(d-1)/(s-1)), -1 elsewhere; "
                  f"inputs for the first s = {s} steps, then zeros for {T - s} steps (one sequence, h(0) = 0)",
         "pattern": pattern.astype(int).tolist(),
         "steps": T,
         "normalisation": "Ψ* h(t) reshaped to (s, d); each time step divided by its max |value| over all "
-                         "variables and dims (global per-timestep, SPEC §7); raw h(t) on one symmetric scale",
+                         "variables and dims (global per-timestep, docs/science.md §7); raw h(t) on one symmetric "
+                         "scale",
     }
-    if options.plots:
-        plot_weights_in_basis(M, s, d, plot_path("weights_in_basis"), kept=basis.kept,
-                              title=f"Ψ* W_hh Ψ ({task.name}, hidden {cfg.model.hidden_size}, seed {seed}; "
-                                    f"{basis.n_kept} kept, support match {basis_info['support_match']:.2f})")
-        plot_hidden_waves(states_in_basis(h_glyph, basis), plot_path("hidden_waves"), raw_hidden=h_glyph,
+    if run.options.plots:
+        plot_weights_in_basis(M, s, d, run.plot_path("weights_in_basis"), kept=basis.kept,
+                              title=f"Ψ* W_hh Ψ ({run.label}; {basis.n_kept} kept, support match "
+                                    f"{info['support_match']:.2f})")
+        plot_hidden_waves(states_in_basis(h_glyph, basis), run.plot_path("hidden_waves"), raw_hidden=h_glyph,
                           max_panels=T)
+    return info, waves
 
-    # length generalisation to length_horizon output steps
-    lg = length_generalisation(model, F, s, horizon=int(options.length_horizon), n_batches=int(options.length_batches),
-                               batch_size=64, seed=seeds.test, threshold=options.length_threshold)
-    length = {**lg.to_dict(), "n_batches": int(options.length_batches), "batch_size": 64, "seed": seeds.test,
-              "accuracy": [round(float(a), 6) for a in lg.accuracy]}
-    if options.plots:
-        plot_length_generalisation({f"seed {seed}": lg.accuracy}, plot_path("length_generalisation"),
-                                   threshold=options.length_threshold,
-                                   train_horizon=summary.get("final_horizon"),
-                                   title=f"length generalisation ({task.name}, hidden {cfg.model.hidden_size}, "
-                                         f"seed {seed}; first below {options.length_threshold:g}: "
-                                         f"{lg.first_below if lg.first_below is not None else 'never'})")
 
-    # SPEC §6: gradient flow during training, when the run recorded it
-    gradient = None
-    probe_csv = run_dir / "grad_probe.csv"
-    if probe_csv.exists():
-        probe = load_probe_csv(probe_csv)
-        gradient = gradient_summary(probe, options.rate_tol)
-        if options.plots:
-            plot_gradient_flow(probe["steps"], probe["G"], probe["decay_rate"], probe["max_abs_eig"],
-                               plot_path("gradient_flow"), title=f"gradient flow ({task.name}, seed {seed})")
+def length_section(run: _Run) -> dict:
+    """Accuracy per output step up to ``options.length_horizon`` on fresh batches of the run's test seed."""
+    from twm.analysis import length_generalisation, plot_length_generalisation
 
-    run = {k: summary.get(k) for k in artifacts.SUMMARY_KEYS}
-    if run["task"] is None:  # no summary (an unfinished run analysed on request): what the config says
-        run.update(task=task.name, task_id=list(task.task_id) if task.task_id else None, s=s, d=d, seed=seed,
-                   hidden_size=int(cfg.model.hidden_size), l2=float(cfg.model.l2),
-                   threshold=cfg.curriculum.get("threshold"))
-    result = _finite({
-        "schema": SCHEMA,
-        "run_dir": str(run_dir),
-        "analysed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - start, 3),
-        "options": {k: v for k, v in asdict(options).items() if k != "force"},
-        "run": run,
-        "spectral": spectral,
-        "basis": basis_info,
-        "hidden_waves": waves,
-        "length_generalisation": length,
-        "gradient_flow": gradient,
-        "plots": plots,
-    })
-    artifacts.write_json(run_dir / ANALYSIS, result)
+    opts = run.options
+    lg = length_generalisation(run.model, run.F, run.s, horizon=int(opts.length_horizon),
+                               n_batches=int(opts.length_batches), batch_size=64, seed=run.seeds.test,
+                               threshold=opts.length_threshold)
+    if opts.plots:
+        below = lg.first_below if lg.first_below is not None else "never"
+        plot_length_generalisation({f"seed {run.spec.seed}": lg.accuracy}, run.plot_path("length_generalisation"),
+                                   threshold=opts.length_threshold, train_horizon=run.summary.get("final_horizon"),
+                                   title=f"length generalisation ({run.label}; first below "
+                                         f"{opts.length_threshold:g}: {below})")
+    return {**lg.to_dict(), "n_batches": int(opts.length_batches), "batch_size": 64, "seed": run.seeds.test,
+            "accuracy": [round(float(a), 6) for a in lg.accuracy]}
+
+
+def gradient_section(run: _Run) -> dict | None:
+    """docs/science.md §6: gradient flow during training, when the run recorded ``grad_probe.csv``."""
+    from twm.analysis import load_probe_csv, plot_gradient_flow
+
+    path = run.dir / "grad_probe.csv"
+    if not path.exists():
+        return None
+    probe = load_probe_csv(path)
+    if run.options.plots:
+        plot_gradient_flow(probe["steps"], probe["G"], probe["decay_rate"], probe["max_abs_eig"],
+                           run.plot_path("gradient_flow"), title=f"gradient flow ({run.task.name}, seed "
+                                                                  f"{run.spec.seed})")
+    return gradient_summary(probe, run.options.rate_tol)
+
+
+def run_section(run: _Run) -> dict:
+    """The run's summary fields (from its spec where the summary lacks them: an unfinished run)."""
+    from twm.run.folder import SUMMARY_KEYS
+
+    info = {k: run.summary.get(k) for k in SUMMARY_KEYS}
+    if info["task"] is None:
+        spec = run.spec
+        info.update(task=run.task.name, task_id=list(run.task.task_id) if run.task.task_id else None, s=run.s,
+                    d=run.d, seed=spec.seed, hidden_size=spec.model.hidden_size, l2=spec.optim.l2,
+                    threshold=spec.curriculum.threshold)
+    return info
+
+
+@torch.no_grad()
+def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> RunAnalysis:
+    """Analyse one trained run folder; writes ``<run_dir>/analysis.json`` (and the PNGs) and returns the
+    :class:`RunAnalysis`. Returns the stored analysis (``skipped=True``) when :func:`up_to_date`, unless
+    ``options.force``."""
+    options = options or AnalyzeOptions()
+    run_dir = Path(run_dir)
+    if not options.force:
+        stored = up_to_date(run_dir, options)
+        if stored is not None:
+            return RunAnalysis.from_dict(stored, skipped=True)
+    start = time.perf_counter()
+    run = _Run(run_dir, options)
+    hidden = _visited_states(run)
+    spectral = spectral_section(run, hidden)
+    basis, waves = basis_sections(run, hidden)
+    length = length_section(run)
+    gradient = gradient_section(run)
+    result = RunAnalysis(
+        run_dir=str(run_dir), analysed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - start, 3),
+        options={k: v for k, v in asdict(options).items() if k != "force"}, run=run_section(run),
+        spectral=spectral, basis=basis, hidden_waves=waves, length_generalisation=length, gradient_flow=gradient,
+        plots=run.plots,
+    )
+    write_json(run_dir / ANALYSIS, result.to_dict())
     return result
 
 
@@ -371,7 +402,7 @@ def _analyse_one(run_dir: str, options: AnalyzeOptions) -> tuple[str, str, objec
     ``{"error": ..., "traceback": ...}``. Never raises (one run's failure must not stop the others)."""
     try:
         result = analyze_run(run_dir, options)
-        return run_dir, ("up_to_date" if result.get("skipped") else "analysed"), result
+        return run_dir, ("up_to_date" if result.skipped else "analysed"), result.to_dict()
     except Exception as err:  # noqa: BLE001  (recorded per run)
         return run_dir, "error", {"error": f"{type(err).__name__}: {err}",
                                   "traceback": "".join(traceback.format_exc(limit=6))[-3000:]}
@@ -466,7 +497,7 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
     failed = {}
     for p in runs:
         if states[p.name] == "failed":
-            failed[p.name] = (artifacts.read_summary(p) or {}).get("error")
+            failed[p.name] = (RunFolder(p).read_summary() or {}).get("error")
     unfinished = {name: st for name, st in states.items() if st not in ("completed", "failed")}
     todo = [p for p in runs if states[p.name] == "completed"]
     where = f" of {sweep_dir}" + (f" (chunk {chunk} of {n_chunks})" if chunk is not None else "")
@@ -503,7 +534,7 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
     if report["expected"] is not None:
         report["counts"]["missing_folders"] = max(0, report["expected"] - len(all_runs))
     if write_status:
-        artifacts.write_json(status_path(sweep_dir, chunk, n_chunks), report)
+        write_json(status_path(sweep_dir, chunk, n_chunks), report)
     return report
 
 
@@ -525,19 +556,19 @@ def run_from_config(cfg) -> dict:
         torch.set_num_threads(int(cfg.num_threads))
     if run_dir is not None:
         run_dir = Path(run_dir)
-        if not (run_dir / artifacts.CHECKPOINTS / artifacts.LAST).exists() or not (
+        if not (run_dir / CHECKPOINTS / LAST).exists() or not (
                 run_dir / ".hydra" / "config.yaml").exists():
             raise AnalyzeError(f"run_dir={run_dir} is not a trained run folder: it needs .hydra/config.yaml and "
                                f"checkpoints/last.ckpt (for a multirun folder use sweep_dir=)")
         if cfg.get("chunk") is not None or cfg.get("n_chunks") is not None:
             raise AnalyzeError("chunk/n_chunks split a sweep_dir= into parts; they make no sense with run_dir=")
-        state = (artifacts.read_summary(run_dir) or {}).get("status")
+        state = (RunFolder(run_dir).read_summary() or {}).get("status")
         if state != "completed":
             log.warning("%s has no completed summary (status %s): analysing its last checkpoint anyway", run_dir, state)
         result = analyze_run(run_dir, options)
         sp = result["spectral"]
         log.info("%s %s: spectral error %s (%s vs %s eigenvalues > %g), first below %g at output step %s",
-                 run_dir, "(up to date, not recomputed)" if result.get("skipped") else "analysed",
+                 run_dir, "(up to date, not recomputed)" if result.skipped else "analysed",
                  f"{sp['error']:.4g} rad" if sp.get("error") is not None else "undefined", sp.get("n_learned"),
                  sp.get("n_theory"), options.threshold, options.length_threshold,
                  result["length_generalisation"]["first_below"])

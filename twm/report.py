@@ -361,20 +361,22 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
 # Rows from a sweep folder
 # --------------------------------------------------------------------------------------------------------------
 def _run_info(run_dir: Path) -> dict:
-    """What a run is (from summary.json, else from its .hydra/config.yaml)."""
-    from twm.train import artifacts
+    """What a run is (from summary.json, else from its spec)."""
+    from twm.run.folder import RunFolder
+    from twm.run.spec import RunSpec
 
-    summary = artifacts.read_summary(run_dir)
+    folder = RunFolder(run_dir)
+    summary = folder.read_summary()
     if summary is not None and summary.get("task_id") is not None:
         return summary
     try:
-        cfg = artifacts.load_config(run_dir)
-        task = artifacts.task_from_config(cfg)
+        spec = RunSpec.from_config(folder.config())
     except Exception:  # noqa: BLE001  (no config: a folder Hydra made but never filled)
         return summary or {}
+    task = spec.task
     return {**(summary or {}), "task": task.name, "task_id": list(task.task_id) if task.task_id else None,
-            "s": task.s, "d": task.d, "seed": cfg.get("seed"), "hidden_size": int(cfg.model.hidden_size),
-            "l2": float(cfg.model.l2), "threshold": cfg.curriculum.get("threshold")}
+            "s": task.s, "d": task.d, "seed": spec.seed, "hidden_size": spec.model.hidden_size, "l2": spec.optim.l2,
+            "threshold": spec.curriculum.threshold}
 
 
 def run_row(run_dir: Path, state: str, analysis: dict | None, analysis_state: str) -> dict:
@@ -441,7 +443,7 @@ def write_report(sweep_dir, out_dir=None, options=None, analyze_missing: bool = 
     from collections import Counter
 
     from twm.analyze import AnalyzeOptions
-    from twm.train.artifacts import write_json
+    from twm.run.folder import write_json
 
     options = options or AnalyzeOptions(plots=False)
     rows = collect_rows(sweep_dir, options, analyze_missing, workers, stale_minutes)

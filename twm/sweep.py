@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from twm.train import artifacts
+from twm.run.folder import CHECKPOINTS, LAST, METRICS, RunFolder
 
 log = logging.getLogger("twm.sweep")
 STATES = ("completed", "running", "interrupted", "not started", "failed", "missing")
@@ -25,14 +25,21 @@ STATES = ("completed", "running", "interrupted", "not started", "failed", "missi
 def grid_jobs(params, cli_overrides=()) -> list[list[str]]:
     """The jobs (override lists) Hydra's basic sweeper makes of ``hydra.sweeper.params`` and CLI overrides; the
     CLI wins over the preset for the same key, as in Hydra."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from itertools import product
+
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     cli = [str(o) for o in cli_overrides]
     overridden = {o.split("=", 1)[0].lstrip("+~") for o in cli}
     overrides = cli + [f"{k}={v}" for k, v in (params or {}).items() if str(k) not in overridden]
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    axes = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            axes.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            axes.append([f"{key}={override.get_value_element_as_str()}"])
+    return [list(job) for job in product(*axes)]
 
 
 def expected_jobs(sweep_dir: Path) -> int | None:
@@ -46,10 +53,10 @@ def expected_jobs(sweep_dir: Path) -> int | None:
 
 
 def run_state(run_dir: Path, stale_minutes: float = 10.0) -> str:
-    summary = artifacts.read_summary(run_dir)
+    summary = RunFolder(run_dir).read_summary()
     if summary is not None and summary.get("status") in ("completed", "failed"):
         return summary["status"]
-    files = [p for p in (run_dir / artifacts.CHECKPOINTS / artifacts.LAST, run_dir / "metrics.csv") if p.exists()]
+    files = [p for p in (run_dir / CHECKPOINTS / LAST, run_dir / METRICS) if p.exists()]
     if not files:
         return "not started" if (run_dir / ".hydra").exists() else "missing"
     newest = max(p.stat().st_mtime for p in files)

@@ -67,7 +67,7 @@ def operator_from_id(task_id: TaskId, s: int, d: int) -> np.ndarray:
     return F
 
 
-def _binary_structure(F: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def binary_structure(F: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """``(rows, signs)`` of a one-±1-per-column operator, or ``None`` if ``F`` is not of that form."""
     F = np.asarray(F)
     if F.ndim != 2:
@@ -93,7 +93,7 @@ def validate_operator(F: np.ndarray, s: int) -> tuple[int, int]:
 def task_id_from_operator(F: np.ndarray, s: int) -> TaskId:
     """Inverse of :func:`operator_from_id` for a binary operator whose d outputs read d distinct rows."""
     _, d = validate_operator(F, s)
-    structure = _binary_structure(F)
+    structure = binary_structure(F)
     if structure is None:
         raise ValueError("F is not binary: every column must hold exactly one entry ±1 and zeros elsewhere")
     rows, signs = structure
@@ -228,7 +228,7 @@ def task_by_id(task_id: TaskId, s: int, d: int) -> Task:
 # Sampling (SPEC §1.3)
 # --------------------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=256)
-def _unrolled_sources(
+def unrolled_sources(
     rows: tuple[int, ...], signs: tuple[int, ...], s: int, horizon: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """For a binary F: every future state entry is ±(one initial input). Returns ``(index, sign)`` of shape
@@ -262,10 +262,10 @@ def sample(F, s: int, horizon: int, batch_size: int, generator: torch.Generator 
     gen_device = generator.device if generator is not None else torch.device("cpu")
     bits = torch.randint(0, 2, (s, batch_size, d), generator=generator, device=gen_device)
     x0 = (bits * 2 - 1).to(device=device, dtype=torch.float32)
-    structure = _binary_structure(F)
+    structure = binary_structure(F)
     if structure is not None:
         rows, signs = structure
-        index, sign = _unrolled_sources(tuple(rows.tolist()), tuple(signs.tolist()), s, horizon)
+        index, sign = unrolled_sources(tuple(rows.tolist()), tuple(signs.tolist()), s, horizon)
         flat = x0.permute(1, 0, 2).reshape(batch_size, s * d)
         idx = torch.as_tensor(index.reshape(-1), device=x0.device)
         sgn = torch.as_tensor(sign, dtype=torch.float32, device=x0.device)
@@ -280,20 +280,6 @@ def sample(F, s: int, horizon: int, batch_size: int, generator: torch.Generator 
     u = torch.cat([x0, zeros_in])
     y = torch.cat([torch.zeros_like(x0), future])
     return u, y
-
-
-def sequence_period(F, s: int, max_steps: int = 100_000) -> int:
-    """Least common period of all sequences of a binary ``F`` (the order of Φ on the cycle coordinates)."""
-    from math import lcm
-
-    from twm.theory import signed_cycles
-
-    period = 1
-    for length, sign in signed_cycles(F, s):
-        period = lcm(period, length if sign > 0 else 2 * length)
-    if period > max_steps:
-        raise ValueError(f"period {period} exceeds max_steps={max_steps}")
-    return period
 
 
 def make_task(name: str = "repeat_copy", s: int = 8, d: int = 8, task_id=None) -> Task:

@@ -8,10 +8,12 @@ is the linear boundary condition ``F^T``. ``embed`` writes the same system in an
 
 from __future__ import annotations
 
+from math import lcm
+
 import numpy as np
 import torch
 
-from twm.tasks import _binary_structure, validate_operator
+from twm.tasks import binary_structure, validate_operator
 
 
 def phi(F, s: int) -> np.ndarray:
@@ -28,7 +30,7 @@ def phi(F, s: int) -> np.ndarray:
 def _successor(F, s: int) -> tuple[np.ndarray, np.ndarray]:
     """Φ of a binary F as a functional graph: row μ's single nonzero is at column ``succ[μ]`` with ``sign[μ]``."""
     _, d = validate_operator(F, s)
-    structure = _binary_structure(F)
+    structure = binary_structure(F)
     if structure is None:
         raise ValueError("the cycle structure needs a binary F: exactly one ±1 per column")
     rows, signs = structure
@@ -152,3 +154,13 @@ def sbc_rollout(H0: torch.Tensor, W_Q, W_K, W_V, steps: int) -> torch.Tensor:
     for _ in range(steps):
         states.append(sbc_step(states[-1], W_Q, W_K, W_V))
     return torch.stack(states)
+
+
+def sequence_period(F, s: int, max_steps: int = 100_000) -> int:
+    """Least common period of all sequences of a binary ``F`` (the order of Φ on the cycle coordinates)."""
+    period = 1
+    for length, sign in signed_cycles(F, s):
+        period = lcm(period, length if sign > 0 else 2 * length)
+    if period > max_steps:
+        raise ValueError(f"period {period} exceeds max_steps={max_steps}")
+    return period

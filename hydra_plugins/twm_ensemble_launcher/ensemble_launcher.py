@@ -2,7 +2,9 @@
 
 Hydra expands the grid and composes every job's config as usual; this launcher sets up each job's folder through
 Hydra's own ``run_job`` (``.hydra/``, overrides, output dir), then trains compatible jobs together with
-:func:`twm.train.ensemble.train_ensemble`. Every job folder ends in the single-run format.
+:func:`twm.train.pipeline.train_packed` (the batched engine). Every job gets its own run folder, loggers and
+callbacks, exactly as ``python -m twm.train`` would give it, and its checkpoint cadence from
+``callbacks.checkpoint.every_n_train_steps``.
 """
 
 import logging
@@ -23,7 +25,6 @@ class EnsembleLauncherConf:
     _target_: str = "hydra_plugins.twm_ensemble_launcher.ensemble_launcher.EnsembleLauncher"
     max_members: int = 64  # runs per ensemble (one process trains them as one batched RNN)
     device: str = "auto"  # auto | cpu | cuda
-    checkpoint_every: int = 500
     shard: int = 0  # train only the ensembles g with g % n_shards == shard: run n_shards processes
     n_shards: int = 1  # on one sweep folder to use several cores (set num_threads=1 in each)
 
@@ -36,12 +37,11 @@ class EnsembleLauncher(Launcher):
         self,
         max_members: int = 64,
         device: str = "auto",
-        checkpoint_every: int = 500,
         shard: int = 0,
         n_shards: int = 1,
     ) -> None:
         super().__init__()
-        self.max_members, self.device, self.checkpoint_every = int(max_members), device, int(checkpoint_every)
+        self.max_members, self.device = int(max_members), device
         if not 0 <= int(shard) < int(n_shards):
             raise ValueError(f"hydra.launcher.shard must lie in [0, n_shards = {n_shards}), got {shard}")
         self.shard, self.n_shards = int(shard), int(n_shards)
@@ -53,7 +53,7 @@ class EnsembleLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import torch
 
-        from twm.train.packing import prepare_member, train_packed
+        from twm.train.pipeline import prepare, train_packed
 
         if self.config.get("num_threads"):
             torch.set_num_threads(int(self.config.num_threads))
@@ -73,7 +73,7 @@ class EnsembleLauncher(Launcher):
                 sweep_config.hydra.job.num = idx
             ret = run_job(
                 hydra_context=self.hydra_context,
-                task_function=prepare_member,
+                task_function=prepare,
                 config=sweep_config,
                 job_dir_key="hydra.sweep.dir",
                 job_subdir_key="hydra.sweep.subdir",
@@ -82,9 +82,7 @@ class EnsembleLauncher(Launcher):
             if ret.status == JobStatus.COMPLETED:
                 prepared.append((len(returns) - 1, ret.return_value))
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        results = train_packed(
-            [p for _, p in prepared], self.max_members, self.device, self.checkpoint_every, self.shard, self.n_shards
-        )
+        results = train_packed([p for _, p in prepared], self.max_members, self.device, self.shard, self.n_shards)
         for (position, _), summary in zip(prepared, results):
             returns[position].return_value = summary.get("test_accuracy") if summary else None
         return returns

@@ -6,11 +6,12 @@ from twm.analysis.basis import (
     normalise_for_display,
     persistent_projector,
     states_in_basis,
+    support_summary,
     variable_memory_basis,
     weights_in_basis,
 )
 from twm.analysis.generalisation import LengthGeneralisation, first_below, length_generalisation
-from twm.analysis.gradients import GradientProbe, decay_rate, input_gradient_profile, load_probe_csv
+from twm.analysis.gradients import decay_rate, input_gradient_profile, load_probe_csv
 from twm.analysis.plots import (
     plot_gradient_flow,
     plot_hidden_waves,
@@ -32,7 +33,6 @@ from twm.analysis.spectra import (
 
 __all__ = [
     "FixedPointNotFound",
-    "GradientProbe",
     "LengthGeneralisation",
     "Linearisation",
     "SpectralComparison",
@@ -56,6 +56,7 @@ __all__ = [
     "spectral_comparison",
     "spectral_radius",
     "states_in_basis",
+    "support_summary",
     "variable_memory_basis",
     "weights_in_basis",
 ]

@@ -1,12 +1,13 @@
-"""Algorithm 1: the variable-memory basis that reveals the hidden traveling waves (SPEC §5).
+"""Algorithm 1: the variable-memory basis that reveals the hidden traveling waves (docs/science.md §5).
 
 ``Ψ_s = pinv(W_r)`` reads the newest substrate column out of the hidden state; ``Ψ_k = W_hh^{s-k} Ψ_s`` follows it
 back in time (``W_hh Ψ_{k+1} = Ψ_k``: the waves travel from variable s to variable 1, the convention of the released
-figures, SPEC §7). Each column is normalised to unit norm and only persistent columns are kept; the dual basis
-``Ψ* = pinv(Ψ_kept)`` turns hidden states into substrate coordinates (Fig. 3) and ``W_hh`` into ``Ψ* W_hh Ψ`` (Fig. 4).
+figures, docs/science.md §7). Each column is normalised to unit norm and only persistent columns are kept; the dual
+basis ``Ψ* = pinv(Ψ_kept)`` turns hidden states into substrate coordinates (Fig. 3) and ``W_hh`` into ``Ψ* W_hh Ψ``
+(Fig. 4); :func:`support_summary` scores that matrix against Φ.
 
 Substrate order throughout: flat index ``r = i*d + j`` is variable ``i + 1`` (block ``i``, 1 = oldest, s = newest),
-dim ``j`` — the order of ``X_t`` in SPEC §1 and of Φ's rows.
+dim ``j`` — the order of ``X_t`` in docs/science.md §1 and of Φ's rows.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg as sla
 
-from twm.analysis.spectra import _numpy
-from twm.theory import cycle_coordinates
+from twm.analysis.spectra import as_numpy
+from twm.theory import cycle_coordinates, phi
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class VariableMemoryBasis:
 
     def project(self, hidden) -> np.ndarray:
         """``Ψ Ψ* h``: the part of ``hidden`` ``(..., n)`` in the variable memories, same shape."""
-        H = _numpy(hidden)
+        H = as_numpy(hidden)
         return H @ self.psi_star.T @ self.psi.T
 
 
@@ -60,7 +61,7 @@ def persistent_projector(W_hh, threshold: float = 0.9) -> tuple[np.ndarray, int]
     the Sylvester equation ``A Y − Y B = C``: ``P = Z [[I, Y], [0, 0]] Zᵀ`` — no eigenvector matrix is inverted,
     so defective (nilpotent) transient blocks are harmless.
     """
-    W = _numpy(W_hh)
+    W = as_numpy(W_hh)
     thr2 = float(threshold) ** 2
     T, Z, m = sla.schur(W, output="real", sort=lambda re, im: re * re + im * im > thr2)
     if m == 0:
@@ -97,7 +98,7 @@ def variable_memory_basis(
     threshold: float = 0.9,
     rank_tol: float = 1e-6,
 ) -> VariableMemoryBasis:
-    """Algorithm 1 as the released figures computed it (SPEC §5).
+    """Algorithm 1 as the released figures computed it (docs/science.md §5).
 
     ``W_hh``: ``(n, n)``; ``W_r``: ``(d, n)``; ``F``: ``(s*d, d)`` or ``None``; ``hidden``: ``(T, n)`` or
     ``(T, B, n)`` or ``None``.
@@ -121,8 +122,8 @@ def variable_memory_basis(
        PCA, via SVD) of the residual trajectory ``h − Ψ Ψ* h``; fewer when the residual has lower numerical rank
        (only singular values ``> 1e-10 · ‖h − mean h‖_F`` count, so a trajectory inside the memories has none).
     """
-    W = _numpy(W_hh)
-    Wr = _numpy(W_r)
+    W = as_numpy(W_hh)
+    Wr = as_numpy(W_r)
     n = W.shape[0]
     if W.shape != (n, n) or Wr.ndim != 2 or Wr.shape[1] != n:
         raise ValueError(f"need W_hh (n, n) and W_r (d, n); got {W.shape} and {Wr.shape}")
@@ -152,7 +153,7 @@ def variable_memory_basis(
         psi_star[kept] = np.linalg.pinv(psi_full[:, kept])
     complement = np.zeros((n, 0))
     if hidden is not None and n_complement > 0:
-        H = _numpy(hidden).reshape(-1, n)
+        H = as_numpy(hidden).reshape(-1, n)
         R = H - (H @ psi_star.T) @ psi.T
         R = R - R.mean(axis=0)
         scale = np.linalg.norm(H - H.mean(axis=0))
@@ -163,9 +164,64 @@ def variable_memory_basis(
 
 
 def weights_in_basis(W_hh, basis: VariableMemoryBasis) -> np.ndarray:
-    """``Ψ* W_hh Ψ``, ``(s*d, s*d)`` in substrate order (Fig. 4; SPEC §5 step 4). Rows and columns of non-kept
-    coordinates are zero. On a TWM it shows the shift (variable k+1 → k) and ``Fᵀ`` in the last block row."""
-    return basis.psi_star @ _numpy(W_hh) @ basis.psi
+    """``Ψ* W_hh Ψ``, ``(s*d, s*d)`` in substrate order (Fig. 4; docs/science.md §5 step 4). Rows and columns of
+    non-kept coordinates are zero. On a TWM it shows the shift (variable k+1 → k) and ``Fᵀ`` in the last block row."""
+    return basis.psi_star @ as_numpy(W_hh) @ basis.psi
+
+
+def support_summary(M, F, s: int, kept, level: float = 0.5) -> dict:
+    """How well ``M = Ψ* W_hh Ψ`` ``(s*d, s*d)`` shows Φ (Fig. 4, docs/science.md §5 step 4), honest about the kept
+    set. ``F``: binary ``(s*d, d)``; ``kept``: ``(s*d,)`` bool (``VariableMemoryBasis.kept``).
+
+    Let ``C`` be Φ's cycle coordinates (``theory.cycle_coordinates``), ``K`` the kept ones, ``S`` Φ's support
+    (``Φ ≠ 0``). The **scored** entries are those of ``S`` with both coordinates in ``C``, plus those of ``S``
+    touching a kept transient coordinate (``K ∖ C``). A **hit** is a scored entry with both coordinates in ``C ∩ K``
+    where ``M`` has Φ's sign and ``|M| > level``; so a cycle entry with a coordinate not kept, and every entry of a
+    kept transient coordinate, is a miss. ``support_match`` = hits / scored (``support_entries``); with ``K = C``
+    it is the fraction of Φ's kept×kept support that ``M`` shows. ``shift_match``/``boundary_match``: the same
+    over the scored entries off/in the last block row (``Fᵀ``; the shift entries hold by construction of the
+    Krylov basis up to the norm ratios, so the boundary is the informative part). ``on_support_abs_mean``/
+    ``on_support_abs_min``: ``|M|`` on the scored entries, read as 0 where a coordinate is not kept.
+    ``off_support_max``: the largest ``|M|`` on kept×kept entries where Φ is 0 (0 if none). ``None`` where a
+    fraction has no entries. ``kept_matches_cycles``: ``K = C``; ``n_kept_not_cycle``: ``|K ∖ C|``;
+    ``n_cycle_not_kept``: ``|C ∖ K|``.
+    """
+    P = phi(F, s)
+    n = P.shape[0]
+    M = as_numpy(M)
+    kept = np.asarray(kept, dtype=bool)
+    if M.shape != (n, n) or kept.shape != (n,):
+        raise ValueError(f"need M ({n}, {n}) and kept ({n},); got {M.shape} and {kept.shape}")
+    cycle = np.zeros(n, dtype=bool)
+    cycle[cycle_coordinates(F, s)] = True
+    stray = kept & ~cycle
+    support = P != 0
+    scored = support & ((cycle[:, None] & cycle[None, :]) | stray[:, None] | stray[None, :])
+    both = kept[:, None] & kept[None, :]
+    Mk = np.where(both, M, 0.0)
+    held = cycle & kept
+    hits = scored & held[:, None] & held[None, :] & (np.sign(Mk) == np.sign(P)) & (np.abs(Mk) > level)
+    boundary = np.zeros_like(scored)
+    boundary[-(n // s):] = True
+    count = int(scored.sum())
+    parts = {}
+    for name, part in (("shift", scored & ~boundary), ("boundary", scored & boundary)):
+        k = int(part.sum())
+        parts[f"{name}_match"] = float((hits & part).sum() / k) if k else None
+    on = np.abs(Mk[scored])
+    off = both & ~support
+    return {
+        "support_entries": count,
+        "support_match": float(hits.sum() / count) if count else None,
+        **parts,
+        "support_level": level,
+        "on_support_abs_mean": float(on.mean()) if count else None,
+        "on_support_abs_min": float(on.min()) if count else None,
+        "off_support_max": float(np.abs(M[off]).max()) if off.any() else 0.0,
+        "kept_matches_cycles": bool(np.array_equal(kept, cycle)),
+        "n_kept_not_cycle": int(stray.sum()),
+        "n_cycle_not_kept": int((cycle & ~kept).sum()),
+    }
 
 
 def states_in_basis(hidden, basis: VariableMemoryBasis, s: int | None = None, d: int | None = None) -> np.ndarray:
@@ -176,20 +232,20 @@ def states_in_basis(hidden, basis: VariableMemoryBasis, s: int | None = None, d:
     d = basis.d if d is None else d
     if s * d != basis.psi_star.shape[0]:
         raise ValueError(f"s*d = {s * d} does not match the basis ({basis.psi_star.shape[0]} coordinates)")
-    H = _numpy(hidden)
+    H = as_numpy(hidden)
     coords = H @ basis.psi_star.T
     return coords.reshape(*H.shape[:-1], s, d)
 
 
 def normalise_for_display(coords) -> np.ndarray:
-    """Global per-timestep normalisation (SPEC §7, the released figures' choice; the paper's Fig. 8 instead
+    """Global per-timestep normalisation (docs/science.md §7, the released figures' choice; the paper's Fig. 8 instead
     normalised per memory): each time step is divided by its largest ``|value|`` over all variables and dims.
 
     ``coords``: ``(T, ..., s, d)``, time first; the max runs over the last two axes, separately for every time step
     (and every index of any axes in between, e.g. a batch). Time steps that are all zero stay zero. Result in
     [-1, 1], same shape.
     """
-    C = _numpy(coords)
+    C = as_numpy(coords)
     if C.ndim < 3:
         raise ValueError(f"coords must be (T, ..., s, d), got shape {C.shape}")
     peak = np.max(np.abs(C), axis=(-2, -1), keepdims=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from twm.train.metrics import per_step_accuracy
+from twm.metrics import per_step_accuracy
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def length_generalisation(
     threshold: float = 0.94,
 ) -> LengthGeneralisation:
     """Accuracy per output step up to ``horizon`` on ``n_batches`` fresh batches (generator seeded by ``seed``), via
-    :func:`twm.train.metrics.per_step_accuracy`, on the device of the model's parameters. ``F``: ``(s*d, d)``."""
+    :func:`twm.metrics.per_step_accuracy`, on the device of the model's parameters. ``F``: ``(s*d, d)``."""
     try:
         device = next(model.parameters()).device
     except (AttributeError, StopIteration):

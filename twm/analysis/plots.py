@@ -1,4 +1,4 @@
-"""Figures of the analysis (paper Figs. 3, 4, 5, 6/8B; SPEC §4–§7): matplotlib, Agg canvas, PNG.
+"""Figures of the analysis (paper Figs. 3, 4, 5, 6/8B; docs/science.md §4–§7): matplotlib, Agg canvas, PNG.
 
 Every ``plot_*`` builds a standalone :class:`matplotlib.figure.Figure` (no pyplot, so no global figure state is
 created or leaked), saves it to ``path`` when given (parent folders are created) and returns it.
@@ -17,7 +17,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from twm.analysis.basis import normalise_for_display
-from twm.analysis.spectra import _numpy
+from twm.analysis.spectra import as_numpy
 from twm.theory import predicted_eigenvalues
 
 
@@ -55,7 +55,7 @@ def plot_spectrum(eigenvalues, F, s: int, path=None, threshold: float = 0.9, com
     and Φ's zero eigenvalues as one ring at the origin with their count. ``comparison``: a
     :class:`~twm.analysis.spectra.SpectralComparison`, whose error goes in the title.
     """
-    lam = np.asarray(_numpy(eigenvalues, np.complex128)).ravel()
+    lam = as_numpy(eigenvalues, np.complex128).ravel()
     theory = predicted_eigenvalues(F, s)
     groups = _angle_groups(theory)
     n_zero = int(np.sum(np.abs(theory) < 0.5))
@@ -130,7 +130,7 @@ def plot_weights_in_basis(matrix, s: int, d: int, path=None, kept=None, title: s
     (Fig. 4). Rows: the variable written to; columns: the variable read from; labelled 1..s (s newest).
     ``kept``: optional ``(s*d,)`` bool mask (``VariableMemoryBasis.kept``); rows and columns of coordinates not
     kept are drawn grey instead of as zeros."""
-    M = _numpy(matrix)
+    M = as_numpy(matrix)
     if M.shape != (s * d, s * d):
         raise ValueError(f"matrix must be ({s * d}, {s * d}), got {M.shape}")
     vmax = float(np.max(np.abs(M))) or 1.0
@@ -175,7 +175,7 @@ def plot_hidden_waves(coords, path=None, raw_hidden=None, times=None, max_panels
     near-square grid per step, one symmetric colour scale (max ``|h|`` over the shown steps) for every step.
     ``times``: labels of the steps (default 1..T).
     """
-    C = _numpy(coords)
+    C = as_numpy(coords)
     if C.ndim != 3:
         raise ValueError(f"coords must be (T, s, d), got {C.shape}")
     T, s, d = C.shape
@@ -188,7 +188,7 @@ def plot_hidden_waves(coords, path=None, raw_hidden=None, times=None, max_panels
     fig = _figure(width, 2.3 * rows + 0.6)
     grid = fig.add_gridspec(rows, shown + 1, width_ratios=[1] * shown + [0.12], wspace=0.15, hspace=0.25)
     if raw_hidden is not None:
-        Hr = _numpy(raw_hidden)
+        Hr = as_numpy(raw_hidden)
         if Hr.ndim != 2 or Hr.shape[0] != T:
             raise ValueError(f"raw_hidden must be (T, n) with T = {T}, got {Hr.shape}")
         gr, gc = _portrait_grid(Hr.shape[1])

@@ -1,11 +1,12 @@
-"""Spectral comparison of a learned recurrent operator with the TWM's Φ (SPEC §4), and the operator itself.
+"""Spectral comparison of a learned recurrent operator with the TWM's Φ (docs/science.md §4), and the operator itself.
 
 ``compare_spectra`` is Table 1's metric: keep eigenvalues with ``|λ| > threshold`` on both sides, and when the
 counts agree, match them by angle (greedily, in the learned operator's eigenvalue order, as the authors did; and
 optimally, by the Hungarian algorithm, as a second figure). An undefined comparison is ``None``, never NaN.
 
-``jacobian`` is the operator to compare: ``W_hh`` for the bias-free models of SPEC §3 (the origin is a fixed point
-and the Jacobian there is ``W_hh``), else ``diag(1 - h*²) W_hh`` at a fixed point ``h* = tanh(W_hh h* + b)``.
+``jacobian`` is the operator to compare: ``W_hh`` for the bias-free models of docs/science.md §3 (the origin is a
+fixed point and the Jacobian there is ``W_hh``), else ``diag(1 - h*²) W_hh`` at a fixed point
+``h* = tanh(W_hh h* + b)``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from scipy.optimize import linear_sum_assignment, root
 from twm.theory import predicted_eigenvalues
 
 
-def _numpy(x, dtype=np.float64) -> np.ndarray:
-    """A torch tensor or array-like as a numpy array (detached, on the CPU)."""
+def as_numpy(x, dtype=np.float64) -> np.ndarray:
+    """A torch tensor or array-like as a numpy array of ``dtype`` (detached, on the CPU), same shape."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype)
@@ -29,7 +30,7 @@ def _numpy(x, dtype=np.float64) -> np.ndarray:
 # Angle differences and matchings
 # --------------------------------------------------------------------------------------------------------------
 def angle_differences(a, b) -> np.ndarray:
-    """Pairwise angle differences (radians, in [0, π]) between two sets of nonzero complex numbers (SPEC §4).
+    """Pairwise angle differences (radians, in [0, π]) between two sets of nonzero complex numbers (docs/science.md §4).
 
     ``arccos`` of the dot product of the unit ``(Re, Im)`` vectors, the dot product clipped to [-1, 1].
     ``a``: ``(m,)``, ``b``: ``(k,)`` → ``(m, k)``. Near 0 this formula resolves no better than ``√(2·eps) ≈ 2e-8``
@@ -59,7 +60,7 @@ def greedy_matching(cost: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SpectralComparison:
-    """Result of :func:`compare_spectra` (SPEC §4).
+    """Result of :func:`compare_spectra` (docs/science.md §4).
 
     ``error``: mean greedy-matched angle difference (radians), ``None`` when undefined. ``error_optimal``: the same
     with the optimal (Hungarian) matching, ``None`` when undefined; always ``<= error``. ``n_learned``/``n_theory``:
@@ -94,20 +95,37 @@ class SpectralComparison:
         }
 
 
-def compare_spectra(learned, theory, threshold: float = 0.9) -> SpectralComparison:
-    """Table 1's spectral error between a learned operator's eigenvalues and Φ's (SPEC §4).
+def _eigenvalue_vector(x, name: str) -> np.ndarray:
+    """``x`` as ``(n,)`` complex: a list, an ``(n,)`` array, or an ``(n, 1)``/``(1, n)`` one (a single row or column
+    of eigenvalues is unambiguous). Anything with two or more axes longer than 1 is an operator, not its spectrum:
+    ``ValueError``."""
+    x = as_numpy(x, np.complex128)
+    if sum(k > 1 for k in x.shape) > 1:
+        kind = "matrix" if x.ndim == 2 else "array"
+        raise ValueError(
+            f"compare_spectra takes eigenvalues, got a {x.shape} {kind} for `{name}`: pass np.linalg.eigvals(W) "
+            "(or use spectral_comparison(W_hh, F, s))"
+        )
+    return x.ravel()
 
-    ``learned``, ``theory``: 1-D complex arrays of eigenvalues (``learned`` in the eigensolver's order, which sets
-    the greedy order). Keeps ``|λ| > threshold`` on both sides; if the counts differ (or are both 0) the comparison
-    is undefined: ``error = error_optimal = None``, ``defined = False``. Otherwise ``error`` is the mean angle
-    difference of the greedy matching (each learned eigenvalue, in order, takes its nearest not-yet-taken theory
-    eigenvalue) and ``error_optimal`` that of the optimal assignment (``scipy.optimize.linear_sum_assignment`` on
-    the same cost).
+
+def compare_spectra(learned, theory, threshold: float = 0.9) -> SpectralComparison:
+    """Table 1's spectral error between a learned operator's eigenvalues and Φ's (docs/science.md §4).
+
+    ``learned``, ``theory``: eigenvalues, ``(n,)`` and ``(k,)`` complex (``learned`` in the eigensolver's order,
+    which sets the greedy order); a single row or column, ``(n, 1)`` or ``(1, n)``, is read as ``(n,)``. A matrix
+    (two or more axes longer than 1, e.g. ``W_hh`` or Φ itself) raises ``ValueError``: pass ``np.linalg.eigvals``
+    of it, or use :func:`spectral_comparison`.
+
+    Keeps ``|λ| > threshold`` on both sides; if the counts differ (or are both 0) the comparison is undefined:
+    ``error = error_optimal = None``, ``defined = False``. Otherwise ``error`` is the mean angle difference of the
+    greedy matching (each learned eigenvalue, in order, takes its nearest not-yet-taken theory eigenvalue) and
+    ``error_optimal`` that of the optimal assignment (``scipy.optimize.linear_sum_assignment`` on the same cost).
     """
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold!r}")
-    learned = np.asarray(learned, dtype=np.complex128).ravel()
-    theory = np.asarray(theory, dtype=np.complex128).ravel()
+    learned = _eigenvalue_vector(learned, "learned")
+    theory = _eigenvalue_vector(theory, "theory")
     if not (np.all(np.isfinite(learned)) and np.all(np.isfinite(theory))):
         raise ValueError("eigenvalues must be finite")
     lk = learned[np.abs(learned) > threshold]
@@ -181,7 +199,7 @@ def _fixed_point_from(W: np.ndarray, b: np.ndarray, h0: np.ndarray) -> tuple[np.
 def jacobian(
     W_hh, b=None, states=None, tol: float = 1e-8, max_starts: int = 32, merge_tol: float = 1e-6
 ) -> Linearisation:
-    """The operator whose spectrum is compared with Φ (SPEC §3, §4).
+    """The operator whose spectrum is compared with Φ (docs/science.md §3, §4).
 
     Without a bias (``b`` is ``None`` or all zeros) the origin is a fixed point and the Jacobian is ``W_hh``.
     With a bias, fixed points of ``h = tanh(W_hh h + b)`` are solved for (root finding on
@@ -193,19 +211,19 @@ def jacobian(
 
     ``W_hh``: ``(n, n)``; ``b``: ``(n,)`` or ``None``. Raises :class:`FixedPointNotFound` when no start converges.
     """
-    W = _numpy(W_hh)
+    W = as_numpy(W_hh)
     n = W.shape[0]
     if W.shape != (n, n):
         raise ValueError(f"W_hh must be square, got {W.shape}")
-    if b is None or not np.any(_numpy(b)):
+    if b is None or not np.any(as_numpy(b)):
         zero = np.zeros(n)
         return Linearisation(W.copy(), zero, zero[None], np.array([0]), 0.0, 0)
-    b = _numpy(b).reshape(-1)
+    b = as_numpy(b).reshape(-1)
     if b.shape != (n,):
         raise ValueError(f"b must have shape ({n},), got {b.shape}")
     starts = [np.zeros(n)]
     if states is not None:
-        S = _numpy(states).reshape(-1, n)
+        S = as_numpy(states).reshape(-1, n)
         if len(S) > max_starts:
             S = S[np.linspace(0, len(S) - 1, max_starts).round().astype(int)]
         starts.extend(S)
@@ -237,11 +255,11 @@ def jacobian(
 
 def spectral_comparison(W_hh, F, s: int, threshold: float = 0.9, b=None, states=None) -> SpectralComparison:
     """:func:`compare_spectra` of the eigenvalues of :func:`jacobian` ``(W_hh, b, states)`` against
-    ``predicted_eigenvalues(F, s)`` (SPEC §4). ``W_hh``: ``(n, n)``, ``F``: ``(s*d, d)``."""
+    ``predicted_eigenvalues(F, s)`` (docs/science.md §4). ``W_hh``: ``(n, n)``, ``F``: ``(s*d, d)``."""
     J = jacobian(W_hh, b=b, states=states).matrix
     return compare_spectra(np.linalg.eigvals(J), predicted_eigenvalues(F, s), threshold=threshold)
 
 
 def spectral_radius(W_hh) -> float:
-    """``max |λ(W_hh)|`` (SPEC §6). ``W_hh``: ``(n, n)`` array or tensor."""
-    return float(np.max(np.abs(np.linalg.eigvals(_numpy(W_hh)))))
+    """``max |λ(W_hh)|`` (docs/science.md §6). ``W_hh``: ``(n, n)`` array or tensor."""
+    return float(np.max(np.abs(np.linalg.eigvals(as_numpy(W_hh)))))

@@ -1,4 +1,5 @@
-"""``python -m twm.train``: the Hydra entry point (thin: compose, check, hand over to :func:`twm.train.run.train`)."""
+"""``python -m twm.train``: the Hydra entry point (thin: compose, check, hand over to
+:func:`twm.train.pipeline.train`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from twm.train.config import ConfigError
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from twm.train.run import train
+    from twm.train.pipeline import train
 
     try:
         summary = train(cfg)

@@ -11,6 +11,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from twm.run.spec import ARCHITECTURES, OPTIMIZERS
+
 
 @dataclass
 class TaskConfig:
@@ -23,24 +25,29 @@ class TaskConfig:
 
 @dataclass
 class ModelConfig:
-    _target_: str = "twm.train.module.HDSModule"
+    arch: str = "elman"
     hidden_size: int = 128
-    l2: float = 0.0
-    lr: float = 1e-3
     bias: bool = False
     init: str = "uniform"
 
 
 @dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    l2: float = 0.0
+
+
+@dataclass
 class LadderConfig:
-    _target_: str = "twm.train.curriculum.Ladder"
+    _target_: str = "twm.curriculum.Ladder"
     ladder: list[int] = field(default_factory=lambda: [10, 20, 40, 60, 100])
     threshold: float = 0.98
 
 
 @dataclass
 class AdaptiveConfig:
-    _target_: str = "twm.train.curriculum.Adaptive"
+    _target_: str = "twm.curriculum.Adaptive"
     gamma: float = 1.2
     epsilon: float = 0.03
     h0: int = 10
@@ -50,7 +57,7 @@ class AdaptiveConfig:
 
 @dataclass
 class FixedConfig:
-    _target_: str = "twm.train.curriculum.Fixed"
+    _target_: str = "twm.curriculum.Fixed"
     horizon: int = 100
 
 
@@ -80,9 +87,9 @@ class DataConfig:
 
 def register_schemas() -> None:
     cs = ConfigStore.instance()
-    for name, node in [("task", TaskConfig), ("model", ModelConfig), ("ladder", LadderConfig),
-                       ("adaptive", AdaptiveConfig), ("fixed", FixedConfig), ("trainer", TrainerConfig),
-                       ("data", DataConfig)]:
+    for name, node in [("task", TaskConfig), ("model", ModelConfig), ("optimizer", OptimizerConfig),
+                       ("ladder", LadderConfig), ("adaptive", AdaptiveConfig), ("fixed", FixedConfig),
+                       ("trainer", TrainerConfig), ("data", DataConfig)]:
         cs.store(group="schema", name=name, node=node)
 
 
@@ -134,13 +141,20 @@ def validate(cfg: DictConfig) -> None:
         cause = err.__cause__ or err
         key = "task.task_id" if task.get("task_id") is not None else "task.name"
         raise ConfigError(key, task.get("task_id") or task.name, f"{cause}") from None
-    model = cfg.model
+    model, opt = cfg.model, cfg.optimizer
+    if model.arch not in ARCHITECTURES:
+        raise ConfigError("model.arch", model.arch, " | ".join(ARCHITECTURES))
     if int(model.hidden_size) <= 0:
         raise ConfigError("model.hidden_size", model.hidden_size, "a positive integer (the paper uses 32, 64, 128)")
-    if float(model.l2) < 0:
-        raise ConfigError("model.l2", model.l2, "a float >= 0 (Adam's coupled weight decay)")
-    if float(model.lr) <= 0:
-        raise ConfigError("model.lr", model.lr, "a float > 0")
+    if opt.name not in OPTIMIZERS:
+        raise ConfigError("optimizer.name", opt.name, " | ".join(OPTIMIZERS))
+    if float(opt.l2) < 0:
+        raise ConfigError("optimizer.l2", opt.l2, "a float >= 0 (Adam's coupled weight decay)")
+    if float(opt.lr) <= 0:
+        raise ConfigError("optimizer.lr", opt.lr, "a float > 0")
+    if float(cfg.trainer.gradient_clip_val) <= 0:
+        raise ConfigError("trainer.gradient_clip_val", cfg.trainer.gradient_clip_val,
+                          "a float > 0 (the total gradient norm is clipped to it; the paper uses 1.0)")
     if model.init not in ("uniform", "gaussian"):
         raise ConfigError("model.init", model.init, "'uniform' (PyTorch default) or 'gaussian' (N(0, 1/n))")
     cur = cfg.curriculum

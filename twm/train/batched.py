@@ -37,113 +37,28 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from twm.model import ElmanRNN
-from twm.tasks import _binary_structure, _unrolled_sources, sample, validate_operator
-from twm.train.artifacts import (
-    CHECKPOINTS,
-    LAST,
-    SUMMARY_KEYS,
-    read_summary,
-    run_seeds,
-    start_csv_logger,
-    write_json,
-)
-from twm.train.metrics import output_mse, per_step_accuracy, sign_accuracy
+from twm.run.folder import AdamState, TrainState, adam_state, checkpoint_payload
+from twm.run.spec import RunSpec
+from twm.tasks import binary_structure, sample, unrolled_sources
+from twm.train.job import Job
 
 log = logging.getLogger("twm.ensemble")
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults
 
 
-# --------------------------------------------------------------------------------------------------------------
-# The single run, as a bare PyTorch loop (the semantics every ensemble member reproduces)
-# --------------------------------------------------------------------------------------------------------------
-def train_single_reference(
-    F,
-    s: int,
-    hidden_size: int,
-    seed: int,
-    l2: float,
-    curriculum,
-    *,
-    lr: float = 1e-3,
-    bias: bool = False,
-    init: str = "uniform",
-    batch_size: int = 64,
-    max_steps: int = 20000,
-    clip: float = 1.0,
-    callback: Callable | None = None,
-    device=None,
-) -> tuple[ElmanRNN, dict]:
-    """Train one Elman RNN on the HDS ``F`` step for step as the Lightning path does. ``curriculum`` is driven in
-    place. ``callback(steps_done, model)`` runs after every step. Returns ``(model, history)`` with per-step lists
-    ``history["loss"]``, ``["accuracy"]`` and ``["horizon"]`` (the horizon used at that step)."""
-    _, d = validate_operator(F, s)
-    seeds = run_seeds(seed)
-    model = ElmanRNN(d, hidden_size, d, bias=bias, init=init, generator=torch.Generator().manual_seed(seeds.init))
-    model.to(device)
-    data_gen = torch.Generator().manual_seed(seeds.data)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=l2)
-    history = {"loss": [], "accuracy": [], "horizon": []}
-    for step in range(max_steps):
-        horizon = curriculum.horizon
-        u, y = sample(F, s, horizon, batch_size, data_gen, device=device)
-        pred, _ = model(u)
-        loss = output_mse(pred, y, s)
-        acc = sign_accuracy(pred.detach(), y, s)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        loss_f, acc_f = float(loss.detach()), float(acc)
-        curriculum.update(acc_f, loss_f)
-        history["loss"].append(loss_f)
-        history["accuracy"].append(acc_f)
-        history["horizon"].append(horizon)
-        if callback is not None:
-            callback(step + 1, model)
-    return model, history
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Members
-# --------------------------------------------------------------------------------------------------------------
-@dataclass
-class Member:
-    """One run of an ensemble. Members of one ensemble share ``(s, d, hidden_size, bias, batch_size)``; everything
-    else may differ. ``curriculum`` is driven in place. ``task_name``/``task_id`` only label the run folder."""
-
-    F: np.ndarray
-    s: int
-    hidden_size: int
-    seed: int
-    l2: float
-    curriculum: object
-    lr: float = 1e-3
-    bias: bool = False
-    init: str = "uniform"
-    batch_size: int = 64
-    max_steps: int = 20000
-    clip: float = 1.0
-    run_dir: str | Path | None = None
-    task_name: str = "custom"
-    task_id: tuple | None = None
-    test_horizon: int = 200
-    test_batches: int = 10
-    test_batch_size: int = 64
-
-    @property
-    def d(self) -> int:
-        return int(np.asarray(self.F).shape[1])
+def compatibility_key(spec: RunSpec) -> tuple:
+    """Runs train in one ensemble when these agree: ``(arch, s, d, hidden_size, bias, batch_size)``."""
+    return (spec.model.arch, spec.task.s, spec.task.d, spec.model.hidden_size, spec.model.bias,
+            spec.data.batch_size)
 
 
 def _param_layout(n: int, d: int, bias: bool) -> list[tuple[str, tuple[int, ...]]]:
@@ -168,30 +83,29 @@ class EnsembleTrainer:
     several times cheaper on CPU); on CUDA ``torch.tanh`` is used.
     """
 
-    def __init__(self, members: Sequence[Member], device="cpu", fast_tanh: bool | None = None):
-        members = list(members)
-        if not members:
+    def __init__(self, specs: Sequence[RunSpec], device="cpu", fast_tanh: bool | None = None):
+        specs = list(specs)
+        if not specs:
             raise ValueError("an ensemble needs at least one member")
-        first = members[0]
-        s, d, n, bias, B = int(first.s), first.d, int(first.hidden_size), bool(first.bias), int(first.batch_size)
-        for i, m in enumerate(members):
-            validate_operator(m.F, m.s)
-            key = (int(m.s), m.d, int(m.hidden_size), bool(m.bias), int(m.batch_size))
-            if key != (s, d, n, bias, B):
+        s, d, n, bias, B = compatibility_key(specs[0])[1:]
+        for i, spec in enumerate(specs):
+            if compatibility_key(spec) != compatibility_key(specs[0]):
                 raise ValueError(
-                    f"member {i} is incompatible: (s, d, hidden_size, bias, batch_size) = {key}, "
-                    f"but member 0 has {(s, d, n, bias, B)}; train it in another ensemble"
+                    f"member {i} is incompatible: (arch, s, d, hidden_size, bias, batch_size) = "
+                    f"{compatibility_key(spec)}, but member 0 has {compatibility_key(specs[0])}; "
+                    "train it in another ensemble"
                 )
-            if int(m.max_steps) < 0:
-                raise ValueError(f"member {i}: max_steps must be >= 0, got {m.max_steps}")
-        self.members = members
+            if spec.steps < 0:
+                raise ValueError(f"member {i}: steps must be >= 0, got {spec.steps}")
+        self.specs = specs
+        self.curricula = [spec.curriculum.build() for spec in specs]
         self.s, self.d, self.n, self.bias, self.B = s, d, n, bias, B
         self.device = torch.device(device)
         self.fast_tanh = (self.device.type == "cpu") if fast_tanh is None else bool(fast_tanh)
         self.scale = 2.0 if self.fast_tanh else 1.0
-        K = len(members)
+        K = len(specs)
 
-        # parameters: flat (K, P) in named_parameters order, initialised as ElmanRNN(generator=seeded) would
+        # parameters: flat (K, P) in named_parameters order, initialised as RunSpec.make_model does
         self.layout = _param_layout(n, d, bias)
         self.offsets: dict[str, tuple[int, int, tuple[int, ...]]] = {}
         offset = 0
@@ -201,9 +115,9 @@ class EnsembleTrainer:
             offset += size
         self.P = offset
         flat = torch.empty(K, self.P)
-        for i, m in enumerate(members):
-            model = ElmanRNN(d, n, d, bias=bias, init=m.init,
-                             generator=torch.Generator().manual_seed(run_seeds(m.seed).init))
+        for i, spec in enumerate(specs):
+            model = spec.make_model()
+            assert [name for name, _ in model.named_parameters()] == list(self.offsets)
             flat[i] = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
         dev = self.device
         self._flat = flat.to(dev)
@@ -212,7 +126,7 @@ class EnsembleTrainer:
 
         # per-member python state (indexed by member index)
         self.steps = [0] * K
-        self.gens = [torch.Generator().manual_seed(run_seeds(m.seed).data) for m in members]
+        self.gens = [torch.Generator().manual_seed(spec.seeds.data) for spec in specs]
         self.step_reached_max_horizon: list[int | None] = [None] * K
         self.last_loss = [float("nan")] * K
         self.last_accuracy = [float("nan")] * K
@@ -220,25 +134,25 @@ class EnsembleTrainer:
         self._retired: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
         # data: binary operators become one gather per group (index into the (B, s*d) substrate, sign)
-        self.hcap = [int(m.curriculum.max_horizon) for m in members]
+        self.hcap = [int(c.max_horizon) for c in self.curricula]
         Hcap = max(self.hcap)
         self.Hcap = Hcap
         idx = torch.zeros(K, 1, Hcap * d, dtype=torch.int64)
         sign = torch.ones(K, 1, Hcap * d)
         self.binary = []
-        for i, m in enumerate(members):
-            structure = _binary_structure(m.F)
+        for i, spec in enumerate(specs):
+            structure = binary_structure(spec.task.F)
             self.binary.append(structure is not None)
             if structure is not None:
                 rows, signs = structure
-                index, sgn = _unrolled_sources(tuple(rows.tolist()), tuple(signs.tolist()), s, self.hcap[i])
+                index, sgn = unrolled_sources(tuple(rows.tolist()), tuple(signs.tolist()), s, self.hcap[i])
                 idx[i, 0, : index.size] = torch.as_tensor(index.reshape(-1))
                 sign[i, 0, : sgn.size] = torch.as_tensor(sgn.reshape(-1), dtype=torch.float32)
         self._idx, self._sign = idx.to(dev), sign.to(dev)
 
         self.slots = list(range(K))  # member index at each stack position (the active members only)
         self._alloc(K)
-        self._retire([i for i in self.slots if self.steps[i] >= int(self.members[i].max_steps)])
+        self._retire([i for i in self.slots if self.steps[i] >= self.specs[i].steps])
 
     # ---------------------------------------------------------------------------------------------------------
     # buffers
@@ -294,66 +208,46 @@ class EnsembleTrainer:
         return {k: v.detach().to("cpu").clone() for k, v in self._split(self._rows(i)[0]).items()}
 
     def model(self, i: int) -> ElmanRNN:
-        """An ``ElmanRNN`` (CPU) holding member ``i``'s weights."""
-        m = self.members[i]
-        model = ElmanRNN(self.d, self.n, self.d, bias=self.bias, init=m.init)
+        """An ``ElmanRNN`` (CPU, eval mode) holding member ``i``'s weights."""
+        model = ElmanRNN(self.d, self.n, self.d, bias=self.bias, init=self.specs[i].model.init)
         model.load_state_dict(self.state_dict(i))
         return model.eval()
 
-    def member_state(self, i: int) -> dict:
-        """Everything needed to resume member ``i`` exactly (the ``twm_member`` entry of its checkpoint)."""
-        m = self.members[i]
+    def adam_state(self, i: int) -> AdamState:
+        """Member ``i``'s Adam moments (CPU copies) and step count."""
         _, exp_avg, exp_avg_sq = self._rows(i)
-        return {
-            "version": 1,
-            "seed": int(m.seed),
-            "hidden_size": self.n,
-            "l2": float(m.l2),
-            "lr": float(m.lr),
-            "steps": self.steps[i],
-            "adam": {
-                "step": self.steps[i],
-                "exp_avg": {k: v.to("cpu").clone() for k, v in self._split(exp_avg).items()},
-                "exp_avg_sq": {k: v.to("cpu").clone() for k, v in self._split(exp_avg_sq).items()},
-            },
-            "curriculum_name": m.curriculum.name,
-            "curriculum": m.curriculum.state_dict(),
-            "data_generator": self.gens[i].get_state(),
-            "step_reached_max_horizon": self.step_reached_max_horizon[i],
-            "train_loss": self.last_loss[i],
-            "train_accuracy": self.last_accuracy[i],
-            "last_horizon": self.last_horizon[i],
-        }
+        return AdamState(self.steps[i], {k: v.to("cpu").clone() for k, v in self._split(exp_avg).items()},
+                         {k: v.to("cpu").clone() for k, v in self._split(exp_avg_sq).items()})
 
-    def load_member_state(self, i: int, state_dict: dict, member_state: dict) -> None:
-        """Restore member ``i`` (weights ``state_dict`` with or without the ``model.`` prefix, and the
-        ``twm_member`` dict of :meth:`member_state`). Only before its training is over."""
-        m = self.members[i]
-        if int(member_state["seed"]) != int(m.seed) or int(member_state["hidden_size"]) != self.n:
-            raise ValueError(
-                f"checkpoint of member {i} is for seed {member_state['seed']}, hidden {member_state['hidden_size']}; "
-                f"the member has seed {m.seed}, hidden {self.n}"
-            )
-        if member_state.get("curriculum_name", m.curriculum.name) != m.curriculum.name:
-            raise ValueError(f"checkpoint of member {i} used curriculum {member_state['curriculum_name']!r}, "
-                             f"the member has {m.curriculum.name!r}")
+    def train_state(self, i: int, wall_seconds: float) -> TrainState:
+        """Member ``i``'s :class:`TrainState` (the ``"twm"`` entry of its checkpoint)."""
+        return TrainState(steps=self.steps[i], curriculum=self.curricula[i].state_dict(),
+                          data_generator=self.gens[i].get_state(),
+                          step_reached_max_horizon=self.step_reached_max_horizon[i],
+                          train_loss=self.last_loss[i], train_accuracy=self.last_accuracy[i],
+                          last_horizon=self.last_horizon[i], wall_seconds=wall_seconds, engine="batched")
+
+    def restore(self, i: int, weights: dict, adam: AdamState, state: TrainState) -> None:
+        """Restore member ``i`` from a checkpoint of either engine (weights with or without the ``model.``
+        prefix). Only while it is still active."""
         if i not in self.slots:
             raise ValueError(f"member {i} is not active")
+        if adam.step != state.steps:
+            raise ValueError(f"checkpoint of member {i}: Adam has taken {adam.step} steps, the run {state.steps}")
         j = self.slots.index(i)
-        weights = {k.removeprefix("model."): v for k, v in state_dict.items()}
-        adam = member_state["adam"]
+        weights = {k.removeprefix("model."): v for k, v in weights.items()}
         for name, (a, b, _) in self.offsets.items():
             self._flat[j, a:b] = weights[name].reshape(-1).to(self.device)
-            self._m[j, a:b] = adam["exp_avg"][name].reshape(-1).to(self.device)
-            self._v[j, a:b] = adam["exp_avg_sq"][name].reshape(-1).to(self.device)
-        self.steps[i] = int(member_state["steps"])
-        m.curriculum.load_state_dict(member_state["curriculum"])
-        self.gens[i].set_state(member_state["data_generator"])
-        self.step_reached_max_horizon[i] = member_state["step_reached_max_horizon"]
-        self.last_loss[i] = float(member_state["train_loss"])
-        self.last_accuracy[i] = float(member_state["train_accuracy"])
-        self.last_horizon[i] = member_state.get("last_horizon")
-        if self.steps[i] >= int(m.max_steps):
+            self._m[j, a:b] = adam.exp_avg[name].reshape(-1).to(self.device)
+            self._v[j, a:b] = adam.exp_avg_sq[name].reshape(-1).to(self.device)
+        self.steps[i] = int(state.steps)
+        self.curricula[i].load_state_dict(state.curriculum)
+        self.gens[i].set_state(state.data_generator)
+        self.step_reached_max_horizon[i] = state.step_reached_max_horizon
+        self.last_loss[i] = float("nan") if state.train_loss is None else float(state.train_loss)
+        self.last_accuracy[i] = float("nan") if state.train_accuracy is None else float(state.train_accuracy)
+        self.last_horizon[i] = state.last_horizon
+        if self.steps[i] >= self.specs[i].steps:
             self._retire([i])
 
     # ---------------------------------------------------------------------------------------------------------
@@ -392,9 +286,8 @@ class EnsembleTrainer:
         "done"}}`` where ``step`` is the 0-based index of the step just taken and ``horizon`` the one it used."""
         if not self.slots:
             return {}
-        members = self.members
         # sort by horizon, longest first (stable: equal horizons keep their order, so reorders are rare)
-        horizon = {i: int(members[i].curriculum.horizon) for i in self.slots}
+        horizon = {i: int(self.curricula[i].horizon) for i in self.slots}
         for i, h in horizon.items():
             if not 1 <= h <= self.hcap[i]:
                 raise ValueError(f"member {i}: curriculum horizon {h} outside [1, max_horizon={self.hcap[i]}]")
@@ -427,14 +320,14 @@ class EnsembleTrainer:
         done = []
         for j, i in enumerate(self.slots):
             loss, acc = loss_acc[j]
-            cur = members[i].curriculum
+            cur = self.curricula[i]
             results[i] = {"step": self.steps[i], "loss": loss, "accuracy": acc, "horizon": hs[j]}
             self.steps[i] += 1
             cur.update(acc, loss)
             if self.step_reached_max_horizon[i] is None and cur.horizon >= cur.max_horizon:
                 self.step_reached_max_horizon[i] = self.steps[i]
             self.last_loss[i], self.last_accuracy[i], self.last_horizon[i] = loss, acc, hs[j]
-            results[i]["done"] = self.steps[i] >= int(members[i].max_steps)
+            results[i]["done"] = self.steps[i] >= self.specs[i].steps
             if results[i]["done"]:
                 done.append(i)
         self._retire(done)
@@ -449,7 +342,7 @@ class EnsembleTrainer:
             if self.binary[i]:
                 torch.randint(0, 2, (s, B, d), generator=self.gens[i], out=bits[j])
             else:
-                u, y = sample(self.members[i].F, s, hs[j], B, self.gens[i])
+                u, y = sample(self.specs[i].task.F, s, hs[j], B, self.gens[i])
                 bits[j].copy_(((u[:s] + 1) / 2).to(torch.int64))
                 custom[j] = y[s:].to(self.device)
         U.copy_(bits.to(self.device, non_blocking=True))
@@ -600,214 +493,162 @@ class EnsembleTrainer:
     def _optimise(self, K: int) -> None:
         """Per-member gradient clipping (total norm over all parameters) and Adam with coupled weight decay,
         mirroring ``clip_grad_norm_`` and ``torch.optim.Adam``."""
-        dev, members = self.device, self.members
+        dev, optim = self.device, [spec.optim for spec in self.specs]
         G, P, M, V = self._grad[:K], self._flat, self._m, self._v
         norms = torch.stack([torch.linalg.vector_norm(G[:, a:b], dim=1) for a, b, _ in self.offsets.values()], dim=1)
         total = torch.linalg.vector_norm(norms, dim=1)
-        clip = torch.tensor([float(members[i].clip) for i in self.slots], device=dev)
+        clip = torch.tensor([optim[i].clip for i in self.slots], device=dev)
         coef = torch.clamp(clip / (total + 1e-6), max=1.0)
         G.mul_(coef.unsqueeze(1))
-        l2 = [float(members[i].l2) for i in self.slots]
+        l2 = [optim[i].l2 for i in self.slots]
         if any(l2):
             G.addcmul_(P, torch.tensor(l2, device=dev).unsqueeze(1))
         M.lerp_(G, 1 - BETA1)
         V.mul_(BETA2).addcmul_(G, G, value=1 - BETA2)
         steps = [self.steps[i] + 1 for i in self.slots]
-        step_size = [float(members[i].lr) / (1 - BETA1**st) for i, st in zip(self.slots, steps)]
+        step_size = [optim[i].lr / (1 - BETA1**st) for i, st in zip(self.slots, steps)]
         bc2_sqrt = [(1 - BETA2**st) ** 0.5 for st in steps]
         denom = torch.div(V.sqrt(), torch.tensor(bc2_sqrt, device=dev).unsqueeze(1)).add_(EPS)
         P.addcdiv_(M * torch.tensor([-x for x in step_size], device=dev).unsqueeze(1), denom)
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Run folders
+# The engine: jobs in, run folders out
 # --------------------------------------------------------------------------------------------------------------
-class _RunFolder:
-    """A member's run folder: metrics.csv (Lightning's CSVLogger), checkpoints/last.ckpt, summary.json."""
+class MemberView:
+    """One ensemble member as a Lightning callback sees a run: trainer and module at once (``global_step``,
+    ``max_steps``, ``loggers``, ``default_root_dir``; ``model``, ``task_F``, ``s``, ``horizon``, ``max_horizon``,
+    ``device``). ``model`` is a CPU ``ElmanRNN`` with the member's current weights, built when read."""
 
-    def __init__(self, member: Member):
-        self.member = member
-        self.dir = Path(member.run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.ckpt = self.dir / CHECKPOINTS / LAST
-        self.logger = None
+    is_global_zero = True
+    current_epoch = 0
 
-    def load_checkpoint(self) -> dict | None:
-        if not self.ckpt.exists():
-            return None
-        ckpt = torch.load(self.ckpt, map_location="cpu", weights_only=False)
-        return ckpt if "twm_member" in ckpt else None
+    def __init__(self, trainer: EnsembleTrainer, i: int, job: Job):
+        self._trainer, self._i, self.spec = trainer, i, job.spec
+        self.loggers = list(job.loggers)
+        self.max_steps = job.spec.steps
+        self.default_root_dir = str(job.folder.path) if job.folder is not None else "."
+        self.s, self.task_F, self.device = job.spec.task.s, job.spec.task.F, torch.device("cpu")
 
-    def open_metrics(self, keep_before: int) -> None:
-        """Start the CSV logger, keeping the rows of steps before ``keep_before`` from an earlier attempt."""
-        from lightning.pytorch.loggers import CSVLogger
+    @property
+    def global_step(self) -> int:
+        return self._trainer.steps[self._i]
 
-        self.logger = CSVLogger(save_dir=str(self.dir), name="", version="")
-        start_csv_logger(self.logger, keep_before or None)
+    @property
+    def horizon(self) -> int:
+        return int(self._trainer.curricula[self._i].horizon)
 
-    def log(self, step: int, loss: float, accuracy: float, horizon: int) -> None:
-        self.logger.log_metrics(
-            {"epoch": 0, "train/loss": loss, "train/accuracy": accuracy, "curriculum/horizon": float(horizon)},
-            step=step,
-        )
+    @property
+    def max_horizon(self) -> int:
+        return int(self._trainer.curricula[self._i].max_horizon)
 
-    def checkpoint(self, state_dict: dict, member_state: dict, steps: int) -> None:
-        if self.logger is not None:
-            self.logger.save()  # metrics first: rows after the checkpoint are truncated on resume
-        self.ckpt.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "state_dict": {f"model.{k}": v for k, v in state_dict.items()},
-            "global_step": steps,
-            "epoch": 0,
-            "twm_member": member_state,
-        }
-        tmp = self.ckpt.with_name(self.ckpt.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, self.ckpt)
-
-    def write_summary(self, summary: dict) -> None:
-        if self.logger is not None:
-            self.logger.save()
-        write_json(self.dir / "summary.json", summary)
+    @property
+    def model(self) -> ElmanRNN:
+        return self._trainer.model(self._i)
 
 
-def _summary(trainer: EnsembleTrainer, i: int, status: str, wall: float, ensemble_size: int,
-             test_accuracy: float | None = None, error: str | None = None) -> dict:
-    m, cur = trainer.members[i], trainer.members[i].curriculum
-    summary = {
-        "status": status,
-        "steps": trainer.steps[i],
-        "seed": int(m.seed),
-        "task": m.task_name,
-        "task_id": None if m.task_id is None else [int(v) for v in m.task_id],
-        "s": trainer.s,
-        "d": trainer.d,
-        "hidden_size": trainer.n,
-        "l2": float(m.l2),
-        "curriculum": cur.name,
-        "threshold": getattr(cur, "threshold", None),
-        "final_horizon": int(cur.horizon),
-        "step_reached_max_horizon": trainer.step_reached_max_horizon[i],
-        "train_loss": _finite_or_none(trainer.last_loss[i]),
-        "train_accuracy": _finite_or_none(trainer.last_accuracy[i]),
-        "test_accuracy": test_accuracy,
-        "wall_seconds": round(wall, 3),
-    }
-    assert tuple(summary) == SUMMARY_KEYS
-    summary["ensemble_size"] = ensemble_size
-    if error is not None:
-        summary["error"] = error
-    return summary
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def heldout_accuracy(model: ElmanRNN, member: Member) -> float:
-    """SPEC §1.3's test accuracy with the member's settings (``data.test_*``; default horizon 200, 10 fresh batches
-    of 64 from the run's test seed), as the single-run path computes it."""
-    accuracy = per_step_accuracy(model, member.F, member.s, member.test_horizon, member.test_batches,
-                                 member.test_batch_size, run_seeds(member.seed).test)
-    return float(accuracy.mean())
-
-
-def train_ensemble(
-    members: Sequence[Member],
-    device="cpu",
-    checkpoint_every: int = 500,
-    log_every: int = 1,
-    progress: Callable[[int, int, dict], None] | None = None,
-    progress_every: int = 100,
-    fast_tanh: bool | None = None,
-) -> list[dict]:
-    """Train ``members`` as one batched ensemble; members with a ``run_dir`` get the single-run folder
-    (``metrics.csv``, ``checkpoints/last.ckpt``, ``summary.json``, plus ``"ensemble_size"``). A member whose folder
-    holds a completed summary is skipped; one with a checkpoint resumes from it exactly. Returns one summary per
-    member. ``progress(step, max_steps, info)`` is called every ``progress_every`` ensemble steps (else one log
-    line on ``twm.ensemble`` every 1000). On an exception every unfinished member's summary says ``"failed"``."""
-    members = list(members)
-    if checkpoint_every < 1 or log_every < 1:
-        raise ValueError("checkpoint_every and log_every must be >= 1")
-    size = len(members)
-    summaries: list[dict | None] = [None] * size
+def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, int, dict], None] | None = None,
+                   progress_every: int = 1000, fast_tanh: bool | None = None) -> list[dict | None]:
+    """Train compatible jobs as one batched ensemble; each gets exactly what the Lightning engine gives a run:
+    its loggers' ``log_metrics`` every step, its callbacks' hooks (the run's ``ModelCheckpoint`` is replaced by
+    this engine's own checkpoint every ``spec.checkpoint_every`` steps, in the same format), its checkpoint, its
+    summary (:meth:`RunFolder.finalise`, plus ``ensemble_size``). A job whose folder is completed is skipped; one
+    with a checkpoint of either engine resumes from it. Returns one summary per job (``None`` without a folder).
+    ``progress(step, max_steps, info)`` is called every ``progress_every`` ensemble steps (else a log line). On an
+    exception every unfinished job's summary says "failed"."""
+    jobs = list(jobs)
+    summaries: list[dict | None] = [None] * len(jobs)
     todo = []
-    for i, m in enumerate(members):
-        previous = read_summary(m.run_dir) if m.run_dir is not None else None
-        if previous is not None and previous.get("status") == "completed":
-            summaries[i] = previous
+    for i, job in enumerate(jobs):
+        if job.folder is not None and job.folder.is_completed():
+            summaries[i] = job.folder.read_summary()
         else:
             todo.append(i)
     if not todo:
         return summaries
-
-    trainer = EnsembleTrainer([members[i] for i in todo], device=device, fast_tanh=fast_tanh)
-    folders: dict[int, _RunFolder] = {}
-    wall0 = [0.0] * len(todo)
-    for j, i in enumerate(todo):
-        if members[i].run_dir is None:
-            continue
-        folder = folders[j] = _RunFolder(members[i])
-        ckpt = folder.load_checkpoint()
-        start = 0
+    trainer = EnsembleTrainer([jobs[i].spec for i in todo], device=device, fast_tanh=fast_tanh)
+    members = [jobs[i] for i in todo]
+    views = [MemberView(trainer, k, job) for k, job in enumerate(members)]
+    hooks = [[cb for cb in job.callbacks if not isinstance(cb, ModelCheckpoint)] for job in members]
+    names = list(trainer.offsets)
+    wall0 = [0.0] * len(members)
+    for k, job in enumerate(members):
+        ckpt = job.folder.load_checkpoint() if job.folder is not None else None
         if ckpt is not None:
-            trainer.load_member_state(j, ckpt["state_dict"], ckpt["twm_member"])
-            wall0[j] = float(ckpt["twm_member"].get("wall_seconds", 0.0))
-            start = trainer.steps[j]
-        folder.open_metrics(start)
-
+            state = TrainState.from_dict(ckpt["twm"])
+            trainer.restore(k, ckpt["state_dict"], adam_state(ckpt, names), state)
+            wall0[k] = float(state.wall_seconds)
+            for cb in hooks[k]:
+                if cb.state_key in (ckpt.get("callbacks") or {}):
+                    cb.load_state_dict(ckpt["callbacks"][cb.state_key])
+    for job in members:
+        for logger in job.loggers:
+            logger.log_hyperparams({"spec": job.spec.to_dict()})
     t0 = time.perf_counter()
     finished: set[int] = set()
 
-    def wall(j: int) -> float:
-        return wall0[j] + time.perf_counter() - t0
+    def wall(k: int) -> float:
+        return wall0[k] + time.perf_counter() - t0
 
-    def finish(j: int) -> None:
-        i = todo[j]
-        m = members[i]
-        acc = heldout_accuracy(trainer.model(j), m)
-        summary = _summary(trainer, j, "completed", wall(j), size, test_accuracy=acc)
-        if j in folders:
-            folders[j].checkpoint(trainer.state_dict(j), {**trainer.member_state(j), "wall_seconds": wall(j)},
-                                  trainer.steps[j])
-            folders[j].write_summary(summary)
-        summaries[i] = summary
-        finished.add(j)
+    def save(k: int) -> None:
+        job = members[k]
+        for logger in job.loggers:
+            logger.save()  # metrics first: rows after the checkpoint are dropped on resume
+        if job.folder is not None:
+            callbacks = {cb.state_key: cb.state_dict() for cb in hooks[k] if cb.state_dict()}
+            job.folder.save_checkpoint(checkpoint_payload(job.spec, trainer.state_dict(k), trainer.adam_state(k),
+                                                          trainer.train_state(k, wall(k)), callbacks))
 
-    max_steps = max(int(members[i].max_steps) for i in todo)
+    def finish(k: int) -> None:
+        job = members[k]
+        for cb in hooks[k]:
+            cb.on_train_end(views[k], views[k])
+        save(k)
+        for logger in job.loggers:
+            logger.finalize("success")
+        if job.folder is not None:
+            summaries[todo[k]] = job.folder.finalise(job.spec, ensemble_size=len(jobs))
+        finished.add(k)
+
+    max_steps = max(job.spec.steps for job in members)
     iteration = model_steps = 0
     try:
-        for j in range(len(todo)):
-            if j not in trainer.slots:  # restored at its last step
-                finish(j)
+        for k in range(len(members)):
+            for cb in hooks[k]:
+                cb.on_train_start(views[k], views[k])
+            if k not in trainer.slots:  # restored at its last step
+                finish(k)
         while trainer.slots:
             results = trainer.step()
             iteration += 1
             model_steps += len(results)
-            for j, r in results.items():
-                folder = folders.get(j)
-                if folder is not None:
-                    if (r["step"] + 1) % log_every == 0:
-                        folder.log(r["step"], r["loss"], r["accuracy"], r["horizon"])
-                    if not r["done"] and trainer.steps[j] % checkpoint_every == 0:
-                        folder.checkpoint(trainer.state_dict(j), {**trainer.member_state(j), "wall_seconds": wall(j)},
-                                          trainer.steps[j])
+            for k, r in results.items():
+                job, view = members[k], views[k]
+                metrics = {"train/loss": r["loss"], "train/accuracy": r["accuracy"],
+                           "curriculum/horizon": float(r["horizon"]), "epoch": 0}
+                for logger in job.loggers:
+                    logger.log_metrics(metrics, step=r["step"])
+                outputs = {"loss": r["loss"], "accuracy": r["accuracy"], "horizon": r["horizon"]}
+                for cb in hooks[k]:
+                    cb.on_train_batch_end(view, view, outputs, None, r["step"])
                 if r["done"]:
-                    finish(j)
-            if progress is not None and iteration % progress_every == 0:
-                progress(max(trainer.steps), max_steps, _info(trainer, results, model_steps, time.perf_counter() - t0))
-            elif progress is None and iteration % 1000 == 0:
+                    finish(k)
+                elif trainer.steps[k] % job.spec.checkpoint_every == 0:
+                    save(k)
+            if iteration % progress_every == 0:
                 info = _info(trainer, results, model_steps, time.perf_counter() - t0)
-                log.info("ensemble step %d/%d: %d active, loss %.4f, acc %.3f, horizons %s, %.1f model-steps/s",
-                         max(trainer.steps), max_steps, info["active"], info["mean_loss"], info["mean_accuracy"],
-                         info["horizons"], info["model_steps_per_s"])
+                if progress is not None:
+                    progress(max(trainer.steps), max_steps, info)
+                else:
+                    log.info("ensemble step %d/%d: %d active, loss %.4f, acc %.3f, horizons %s, %.1f model-steps/s",
+                             max(trainer.steps), max_steps, info["active"], info["mean_loss"],
+                             info["mean_accuracy"], info["horizons"], info["model_steps_per_s"])
     except BaseException as err:
         message = f"{type(err).__name__}: {err}"
-        for j, folder in folders.items():
-            if j not in finished:
-                summary = _summary(trainer, j, "failed", wall(j), size, error=message)
-                summaries[todo[j]] = summary
-                folder.write_summary(summary)
+        for k, job in enumerate(members):
+            if k not in finished and job.folder is not None:
+                summaries[todo[k]] = job.folder.finalise(job.spec, "failed", error=message,
+                                                         failed_at_step=trainer.steps[k])
         raise
     return summaries
 
@@ -820,7 +661,7 @@ def _info(trainer: EnsembleTrainer, results: dict, model_steps: int, elapsed: fl
         horizons[r["horizon"]] = horizons.get(r["horizon"], 0) + 1
     return {
         "active": len(trainer.slots),
-        "finished": len(trainer.members) - len(trainer.slots),
+        "finished": len(trainer.specs) - len(trainer.slots),
         "mean_loss": float(np.mean(losses)) if losses else float("nan"),
         "mean_accuracy": float(np.mean(accs)) if accs else float("nan"),
         "horizons": dict(sorted(horizons.items())),

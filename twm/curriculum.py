@@ -1,5 +1,5 @@
-"""Curriculum rules over the output horizon H (SPEC §3). Pure state machines: the Lightning callbacks and the
-batched ensembles both drive them with ``update(accuracy, loss)`` after every optimizer step.
+"""Curriculum rules over the output horizon H (docs/science.md §3). Pure state machines: both training engines
+drive them with ``update(accuracy, loss)`` after every optimizer step.
 
 - :class:`Ladder` (released experiments, the default): rungs ``[10, 20, 40, 60, 100]``, start at the first, move one
   rung up after any step whose *batch* accuracy exceeds ``threshold``, never down.
@@ -116,3 +116,13 @@ class Fixed:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+CURRICULA = {cls.name: cls for cls in (Ladder, Adaptive, Fixed)}
+
+
+def build_curriculum(kind: str, params: dict):
+    """A fresh curriculum state machine: ``kind`` is a curriculum's ``name`` (``ladder``, ``adaptive``, ``none``)."""
+    if kind not in CURRICULA:
+        raise ValueError(f"unknown curriculum {kind!r}; known: {', '.join(CURRICULA)}")
+    return CURRICULA[kind](**params)

@@ -1,4 +1,4 @@
-"""Loss and accuracy on the output phase (SPEC §1.3), shared by training, ensembles and analysis."""
+"""Loss and accuracy on the output phase (docs/science.md §1.3), shared by both training engines and the analysis."""
 
 from __future__ import annotations
 
@@ -36,3 +36,12 @@ def per_step_accuracy(
         pred, _ = model(u)
         hits += sign_match(pred[s:], y[s:]).double().mean(dim=(1, 2)).cpu()
     return (hits / n_batches).numpy()
+
+
+def test_accuracy(model, F, s: int, horizon: int, n_batches: int, batch_size: int, seed: int, device=None) -> float:
+    """The test accuracy of docs/science.md §1.3: the mean of :func:`per_step_accuracy` over all output steps
+    (Table 1's number in brackets: horizon 200, 10 batches of 64)."""
+    return float(per_step_accuracy(model, F, s, horizon, n_batches, batch_size, seed, device=device).mean())
+
+
+test_accuracy.__test__ = False  # a metric, not a pytest test

@@ -1,0 +1,389 @@
+"""The run folder: the one owner of what a training run leaves on disk, for both engines and for the analysis.
+
+::
+
+    <run>/.hydra/config.yaml      the composed config (Hydra writes it; programmatic runs get the same file)
+    <run>/fingerprint.json        RunSpec.identity(): relaunching a folder that holds another run is refused
+    <run>/metrics.csv             one row per step (CSVLogger): train/loss, train/accuracy, curriculum/horizon
+    <run>/checkpoints/last.ckpt   the checkpoint (format below), refreshed every ``checkpoint_every`` steps
+    <run>/summary.json            built from the checkpoint (:meth:`RunFolder.finalise`), never from memory
+
+Checkpoint format (one for both engines, so either resumes a run the other started): a Lightning checkpoint —
+``state_dict`` (``model.*``: the ``ElmanRNN``), ``optimizer_states`` (``torch.optim.Adam``'s state dict),
+``loops`` (the fit-loop progress at ``global_step``), ``callbacks``, ``hyper_parameters`` (``{"spec": ...}``) — plus a
+``"twm"`` entry, :class:`TrainState`: the curriculum, the data generator, the last step's metrics, the wall clock.
+``HDSModule.load_from_checkpoint(path)`` (``twm.train.lightning``) loads it; :meth:`RunFolder.load_model` gives the
+network without Lightning.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import warnings
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from twm.metrics import test_accuracy
+from twm.model import ElmanRNN
+from twm.run.spec import RunSpec
+
+SUMMARY = "summary.json"
+METRICS = "metrics.csv"
+METRICS_BACKUP = "metrics.resume.csv"
+CHECKPOINTS = "checkpoints"
+LAST = "last.ckpt"
+FINGERPRINT = "fingerprint.json"
+CONFIG = ".hydra/config.yaml"
+SUMMARY_KEYS = (
+    "status", "steps", "seed", "task", "task_id", "s", "d", "hidden_size", "l2", "curriculum", "threshold",
+    "final_horizon", "step_reached_max_horizon", "train_loss", "train_accuracy", "test_accuracy", "wall_seconds",
+)
+STATE_VERSION = 2
+
+
+class FolderError(ValueError):
+    """A run folder that cannot take this run (it holds another configuration)."""
+
+
+@dataclass
+class TrainState:
+    """The ``"twm"`` entry of a checkpoint: what a run needs besides weights and Adam moments to continue exactly,
+    and what its summary is built from. ``last_horizon`` is the horizon of the last step taken."""
+
+    steps: int
+    curriculum: dict
+    data_generator: torch.Tensor
+    step_reached_max_horizon: int | None = None
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    last_horizon: int | None = None
+    wall_seconds: float = 0.0
+    engine: str = "lightning"
+
+    def to_dict(self) -> dict:
+        return {"version": STATE_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainState:
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"checkpoint state version {data.get('version')!r}, expected {STATE_VERSION}")
+        return cls(**{k: v for k, v in data.items() if k != "version"})
+
+
+@dataclass
+class AdamState:
+    """Adam's moments per parameter name (``ElmanRNN.named_parameters()`` order) and its step count."""
+
+    step: int
+    exp_avg: dict[str, torch.Tensor]
+    exp_avg_sq: dict[str, torch.Tensor]
+
+
+def write_json(path, payload: dict) -> None:
+    """Write JSON atomically: a temporary file, fsync, rename (a kill never leaves half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def lightning_loops(step: int, finished: bool = False) -> dict:
+    """Lightning's fit-loop progress after ``step`` optimizer steps of one endless epoch (the ``loops`` entry that
+    ``Trainer.fit(ckpt_path=...)`` resumes from); ``finished``: the fit has ended (the epoch counts as done).
+    Mid-run, Lightning saves from the batch-end hooks, before it counts the batch as completed."""
+
+    def progress(n, started=True, processed=True):
+        counts = {"ready": n, "completed": n}
+        if started:
+            counts["started"] = n
+        if processed:
+            counts["processed"] = n
+        return {"total": dict(counts), "current": dict(counts)}
+
+    def batches(n, completed=None):
+        out = {**progress(n), "is_last_batch": False}
+        for part in ("total", "current"):
+            out[part]["completed"] = n if completed is None else completed
+        return out
+
+    counted = step if finished else max(step - 1, 0)
+
+    done = int(finished)
+    epoch = {"total": {"ready": 1, "completed": done, "started": 1, "processed": done},
+             "current": {"ready": 1, "completed": done, "started": 1, "processed": done}}
+    return {
+        "fit_loop": {
+            "state_dict": {},
+            "epoch_loop.state_dict": {"_batches_that_stepped": counted},
+            "epoch_loop.batch_progress": batches(step, counted),
+            "epoch_loop.scheduler_progress": progress(0, started=False, processed=False),
+            "epoch_loop.automatic_optimization.state_dict": {},
+            "epoch_loop.automatic_optimization.optim_progress": {
+                "optimizer": {"step": progress(step, started=False, processed=False),
+                              "zero_grad": progress(step, processed=False)}},
+            "epoch_loop.manual_optimization.state_dict": {},
+            "epoch_loop.manual_optimization.optim_step_progress": progress(0, started=False, processed=False),
+            "epoch_loop.val_loop.state_dict": {},
+            "epoch_loop.val_loop.batch_progress": batches(0),
+            "epoch_progress": epoch,
+        },
+        "validate_loop": {"state_dict": {}, "batch_progress": batches(0)},
+        "test_loop": {"state_dict": {}, "batch_progress": batches(0)},
+        "predict_loop": {"state_dict": {}, "batch_progress": progress(0)},
+    }
+
+
+def checkpoint_payload(spec: RunSpec, weights: dict[str, torch.Tensor], adam: AdamState, state: TrainState,
+                       callbacks: dict | None = None) -> dict:
+    """A checkpoint in the format the Lightning engine writes, from an engine's raw state (CPU tensors).
+    ``weights`` and ``adam`` are keyed by ``ElmanRNN`` parameter names."""
+    names = list(weights)
+    template = spec.make_optimizer([torch.zeros(1) for _ in names]).state_dict()["param_groups"]
+    return {
+        "epoch": 0,
+        "global_step": int(state.steps),
+        "pytorch-lightning_version": version("lightning"),
+        "state_dict": {f"model.{k}": v for k, v in weights.items()},
+        "loops": lightning_loops(int(state.steps), finished=state.steps >= spec.steps),
+        "callbacks": dict(callbacks or {}),
+        "optimizer_states": [{
+            "state": {i: {"step": torch.tensor(float(adam.step)), "exp_avg": adam.exp_avg[k],
+                          "exp_avg_sq": adam.exp_avg_sq[k]} for i, k in enumerate(names)} if adam.step else {},
+            "param_groups": template,
+        }],
+        "lr_schedulers": [],
+        "hparams_name": "kwargs",
+        "hyper_parameters": {"spec": spec.to_dict()},
+        "twm": state.to_dict(),
+    }
+
+
+def adam_state(checkpoint: dict, names: list[str]) -> AdamState:
+    """The Adam moments of a checkpoint by parameter name (zeros before the first step)."""
+    state = checkpoint["optimizer_states"][0]["state"]
+    weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    if not state:
+        zeros = {k: torch.zeros_like(weights[k]) for k in names}
+        return AdamState(0, zeros, {k: v.clone() for k, v in zeros.items()})
+    step = int(float(state[0]["step"]))
+    return AdamState(step, {k: state[i]["exp_avg"] for i, k in enumerate(names)},
+                     {k: state[i]["exp_avg_sq"] for i, k in enumerate(names)})
+
+
+class RunFolder:
+    """One run's folder (see the module docstring for its files)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINTS / LAST
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # -- identity --------------------------------------------------------------------------------------------------
+    def claim(self, spec: RunSpec, cfg=None) -> None:
+        """Make the folder this run's: refuse one that holds another run (:class:`FolderError`), record the
+        fingerprint, keep a copy of the config (``cfg`` without its ``hydra`` node) if Hydra did not."""
+        from omegaconf import OmegaConf
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        path, current = self.path / FINGERPRINT, spec.identity()
+        if path.exists():
+            previous = json.loads(path.read_text())
+            if previous != current:
+                diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+                raise FolderError(f"{self.path} holds a run with another configuration (differs in "
+                                  f"{', '.join(diff)}); relaunch the original grid or choose a new folder")
+        else:
+            write_json(path, current)
+        saved = self.path / CONFIG
+        if cfg is not None and not saved.exists():
+            saved.parent.mkdir(exist_ok=True)
+            OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), saved)
+
+    def config(self):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.load(self.path / CONFIG)
+
+    def spec(self) -> RunSpec:
+        """The run's spec: from the checkpoint when it has one, else from the saved config."""
+        ckpt = self.load_checkpoint()
+        if ckpt is not None and "spec" in (ckpt.get("hyper_parameters") or {}):
+            return RunSpec.from_dict(ckpt["hyper_parameters"]["spec"])
+        return RunSpec.from_config(self.config())
+
+    # -- summary ---------------------------------------------------------------------------------------------------
+    def read_summary(self) -> dict | None:
+        path = self.path / SUMMARY
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def is_completed(self) -> bool:
+        return (self.read_summary() or {}).get("status") == "completed"
+
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.path / SUMMARY, summary)
+
+    def finalise(self, spec: RunSpec, status: str = "completed", error: str | None = None, **extra) -> dict:
+        """Write ``summary.json`` from the checkpoint (the test accuracy from its weights, on the CPU) and return
+        it; with no checkpoint (a run that failed before its first), from the spec alone."""
+        ckpt = self.load_checkpoint()
+        state = TrainState.from_dict(ckpt["twm"]) if ckpt is not None else None
+        accuracy = None
+        if status == "completed":
+            model = self._model(spec, ckpt)
+            d = spec.data
+            accuracy = test_accuracy(model, spec.task.F, spec.task.s, d.test_horizon, d.test_batches,
+                                     d.test_batch_size, spec.seeds.test)
+        summary = build_summary(spec, state, status, accuracy)
+        if error is not None:
+            summary["error"] = error
+        summary.update(extra)
+        self.write_summary(summary)
+        return summary
+
+    # -- checkpoints -----------------------------------------------------------------------------------------------
+    def save_checkpoint(self, payload: dict, path=None) -> None:
+        """Write a checkpoint atomically (temporary file, fsync, rename)."""
+        path = Path(path or self.checkpoint_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def load_checkpoint(self) -> dict | None:
+        if not self.checkpoint_path.exists():
+            return None
+        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+
+    def checkpoint_step(self) -> int | None:
+        ckpt = self.load_checkpoint()
+        return None if ckpt is None else int(ckpt["global_step"])
+
+    # -- the trained network ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _model(spec: RunSpec, ckpt: dict) -> ElmanRNN:
+        model = spec.make_model()
+        model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
+                               if k.startswith("model.")})
+        return model.eval()
+
+    def load_model(self) -> tuple[ElmanRNN, RunSpec]:
+        """The trained network (CPU, eval mode) and the run's spec."""
+        ckpt = self.load_checkpoint()
+        if ckpt is None:
+            raise FileNotFoundError(f"{self.path} has no checkpoint ({CHECKPOINTS}/{LAST})")
+        spec = self.spec()
+        return self._model(spec, ckpt), spec
+
+    # -- metrics ---------------------------------------------------------------------------------------------------
+    def resume_csv(self, logger, resume_step: int | None) -> None:
+        """Open Lightning's ``CSVLogger`` on this folder without losing history. Its writer deletes an existing
+        ``metrics.csv`` when it starts; the rows of steps before ``resume_step`` are first kept in a backup file
+        (merged with one an earlier kill left behind, so no window loses them) and put back afterwards; a torn last
+        row is dropped. ``resume_step=None`` starts the metrics afresh."""
+        current, backup = self.metrics_path, self.path / METRICS_BACKUP
+        rows, header = {}, None
+        if resume_step is not None:
+            for path in (backup, current):  # a backup left by an earlier kill holds the oldest rows
+                if path.exists():
+                    with path.open(newline="") as f:
+                        reader = csv.DictReader(f)
+                        header = header or reader.fieldnames
+                        for r in reader:
+                            step = _row_step(r, header)
+                            if step is not None and step < resume_step:
+                                rows[step] = r
+        if header is not None:
+            tmp = backup.with_name(backup.name + ".tmp")
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(rows[step] for step in sorted(rows))
+            os.replace(tmp, backup)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "log directory exists and is not empty": the run's own folder
+            logger.experiment  # noqa: B018  (creating the writer deletes metrics.csv)
+        if header is not None:
+            shutil.copyfile(backup, current)
+        backup.unlink(missing_ok=True)
+
+
+def _row_step(row: dict, header) -> int | None:
+    """The step of a CSV row, or ``None`` for a torn row (missing fields, unparsable step)."""
+    if None in row or any(row.get(k) is None for k in header):
+        return None
+    try:
+        return int(float(row["step"]))
+    except (TypeError, ValueError):
+        return None
+
+
+def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_accuracy: float | None) -> dict:
+    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr`` and ``engine``) from its spec and its
+    checkpointed state."""
+    curriculum = spec.curriculum.build()
+    if state is not None:
+        curriculum.load_state_dict(state.curriculum)
+    task = spec.task
+    return {
+        "status": status,
+        "steps": state.steps if state else 0,
+        "seed": spec.seed,
+        "task": task.name,
+        "task_id": None if task.task_id is None else list(task.task_id),
+        "s": task.s,
+        "d": task.d,
+        "hidden_size": spec.model.hidden_size,
+        "l2": spec.optim.l2,
+        "curriculum": spec.curriculum.kind,
+        "threshold": spec.curriculum.threshold,
+        "final_horizon": int(curriculum.horizon),
+        "step_reached_max_horizon": state.step_reached_max_horizon if state else None,
+        "train_loss": _finite(state.train_loss) if state else None,
+        "train_accuracy": _finite(state.train_accuracy) if state else None,
+        "test_accuracy": test_accuracy,
+        "wall_seconds": round(state.wall_seconds, 3) if state else 0.0,
+        "lr": spec.optim.lr,
+        "engine": state.engine if state else None,
+    }
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def read_summary(run_dir) -> dict | None:
+    return RunFolder(run_dir).read_summary()

@@ -1,0 +1,256 @@
+"""The run specification: one typed, frozen description of a training run, built once from the composed config.
+
+Every engine (the Lightning path, the batched ensembles, the bare reference loop), the ensemble launcher, the
+benchmarks and the experiment scripts receive a :class:`RunSpec`; none of them reads config keys of its own. A new
+field is added here (and to the config schema in ``twm.train.config``) and used where it matters.
+
+Config → spec (``RunSpec.from_config``):
+
+==================  ==========================================================================================
+``task``            ``task.{name, s, d, task_id}`` → the operator ``F`` (``twm.tasks.make_task``)
+``model``           ``model.{arch, hidden_size, bias, init}`` — the architecture only
+``optim``           ``optimizer.{name, lr, l2}`` and ``trainer.gradient_clip_val`` (clipping of the total norm)
+``curriculum``      the ``curriculum`` group: its kind (``ladder``, ``adaptive``, ``none``) and parameters
+``data``            ``data.{batch_size, test_horizon, test_batches, test_batch_size}``
+``steps``, ``seed``  ``trainer.max_steps``, ``seed``
+``device``          ``trainer.accelerator`` (``cpu``, ``gpu``/``cuda``, ``auto``); ``precision``, ``deterministic``
+``checkpoint_every`` ``callbacks.checkpoint.every_n_train_steps`` (both engines refresh ``last.ckpt`` this often)
+==================  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from twm.curriculum import CURRICULA, build_curriculum
+from twm.model import ElmanRNN
+from twm.tasks import Task, custom_task, make_task, validate_operator
+
+ARCHITECTURES = ("elman",)
+OPTIMIZERS = ("adam",)
+
+
+@dataclass(frozen=True)
+class RunSeeds:
+    """Independent seeds derived from a run's ``seed`` (numpy ``SeedSequence``): weights, training data, test
+    data, the probe batch of the analyses."""
+
+    init: int
+    data: int
+    test: int
+    probe: int
+
+
+def run_seeds(seed: int) -> RunSeeds:
+    children = np.random.SeedSequence(int(seed)).spawn(4)
+    return RunSeeds(*(int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in children))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The task: name, ``(s, d)``, the authors' id if it has one, and the operator ``F`` ``(s*d, d)`` itself
+    (stored as nested tuples so the spec stays hashable and comparable)."""
+
+    name: str
+    s: int
+    d: int
+    task_id: tuple[int, ...] | None
+    operator: tuple[tuple[float, ...], ...] = field(repr=False)
+
+    @property
+    def F(self) -> np.ndarray:
+        """``(s*d, d)`` float64."""
+        return np.asarray(self.operator, dtype=np.float64)
+
+    @classmethod
+    def from_task(cls, task: Task) -> TaskSpec:
+        F = np.asarray(task.F, dtype=np.float64)
+        return cls(task.name, int(task.s), int(task.d), None if task.task_id is None else tuple(map(int, task.task_id)),
+                   tuple(tuple(float(v) for v in row) for row in F))
+
+    @classmethod
+    def from_operator(cls, F, s: int, name: str = "custom") -> TaskSpec:
+        return cls.from_task(custom_task(s, F=np.asarray(F), name=name))
+
+    def task(self) -> Task:
+        """The :class:`twm.tasks.Task` (registered tasks keep their labels)."""
+        if self.task_id is not None:
+            try:
+                task = make_task(self.name, self.s, self.d, list(self.task_id))
+                if np.array_equal(np.asarray(task.F, dtype=np.float64), self.F):
+                    return task
+            except ValueError:
+                pass
+        return Task(self.name, self.s, self.d, self.F, self.task_id)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture (``conf/model``): no optimiser settings here."""
+
+    arch: str = "elman"
+    hidden_size: int = 128
+    bias: bool = False
+    init: str = "uniform"
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """The optimiser (``conf/optimizer``) and gradient clipping: Adam with coupled L2 (``weight_decay``), the
+    gradient's total norm clipped to ``clip`` before the step (docs/science.md §3)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    l2: float = 0.0
+    clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class CurriculumSpec:
+    """A curriculum kind (a name in ``twm.curriculum.CURRICULA``) and its parameters, as sorted pairs."""
+
+    kind: str = "ladder"
+    params: tuple[tuple[str, Any], ...] = (("ladder", (10, 20, 40, 60, 100)), ("threshold", 0.98))
+
+    def build(self):
+        """A fresh state machine at its starting horizon."""
+        return build_curriculum(self.kind, {k: list(v) if isinstance(v, tuple) else v for k, v in self.params})
+
+    @property
+    def threshold(self) -> float | None:
+        return dict(self.params).get("threshold")
+
+    @classmethod
+    def of(cls, kind: str, **params) -> CurriculumSpec:
+        return cls(kind, tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items())))
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Training batch size and the test of docs/science.md §1.3 (horizon, batches, batch size)."""
+
+    batch_size: int = 64
+    test_horizon: int = 200
+    test_batches: int = 10
+    test_batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run. ``identity()`` is what makes a run this run (a folder holding another is refused)."""
+
+    task: TaskSpec
+    model: ModelSpec = ModelSpec()
+    optim: OptimSpec = OptimSpec()
+    curriculum: CurriculumSpec = CurriculumSpec()
+    data: DataSpec = DataSpec()
+    steps: int = 20000
+    seed: int = 1
+    device: str = "cpu"
+    precision: str = "32-true"
+    deterministic: bool = True
+    checkpoint_every: int = 500
+
+    # -- derived ---------------------------------------------------------------------------------------------------
+    @property
+    def seeds(self) -> RunSeeds:
+        return run_seeds(self.seed)
+
+    def make_model(self) -> ElmanRNN:
+        """The network at initialisation: the same weights for the same seed in every engine (CPU)."""
+        if self.model.arch != "elman":
+            raise ValueError(f"unknown architecture {self.model.arch!r}; known: {', '.join(ARCHITECTURES)}")
+        d = self.task.d
+        return ElmanRNN(d, self.model.hidden_size, d, bias=self.model.bias, init=self.model.init,
+                        generator=torch.Generator().manual_seed(self.seeds.init))
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        """``torch.optim.Adam`` with the run's learning rate and coupled L2."""
+        if self.optim.name != "adam":
+            raise ValueError(f"unknown optimizer {self.optim.name!r}; known: {', '.join(OPTIMIZERS)}")
+        return torch.optim.Adam(params, lr=self.optim.lr, weight_decay=self.optim.l2)
+
+    def replace(self, **changes) -> RunSpec:
+        """A copy with top-level fields replaced; nested ones as ``optim={"lr": 0.01}``."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in changes.items():
+            current = values[key]
+            if isinstance(value, dict) and hasattr(current, "__dataclass_fields__"):
+                value = type(current)(**{**asdict(current), **value})
+            values[key] = value
+        return RunSpec(**values)
+
+    # -- serialisation ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it."""
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunSpec:
+        task = dict(data["task"])
+        task["task_id"] = None if task.get("task_id") is None else tuple(task["task_id"])
+        task["operator"] = tuple(tuple(float(v) for v in row) for row in task["operator"])
+        cur = data.get("curriculum", {})
+        curriculum = CurriculumSpec.of(cur["kind"], **{k: v for k, v in cur["params"]}) if cur else CurriculumSpec()
+        top = {k: data[k] for k in ("steps", "seed", "device", "precision", "deterministic", "checkpoint_every")
+               if k in data}
+        return cls(TaskSpec(**task), ModelSpec(**data.get("model", {})), OptimSpec(**data.get("optim", {})),
+                   curriculum, DataSpec(**data.get("data", {})), **top)
+
+    def identity(self) -> dict:
+        """What makes a run this run: everything but where and how often it is computed and saved."""
+        out = self.to_dict()
+        for key in ("device", "precision", "deterministic", "checkpoint_every"):
+            out.pop(key)
+        return out
+
+    @classmethod
+    def from_config(cls, cfg) -> RunSpec:
+        """The spec of a composed ``conf/train.yaml`` (call ``twm.train.config.validate`` first for errors that
+        name the config key). Older run folders that kept ``lr`` and ``l2`` under ``model`` are read too."""
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        task = instantiate(cfg.task)
+        validate_operator(task.F, task.s)
+        model, opt = cfg.model, cfg.get("optimizer") or {}
+        cur = OmegaConf.to_container(cfg.curriculum, resolve=True)
+        kind = _curriculum_kind(cur.pop("_target_", None))
+        trainer = cfg.trainer
+        checkpoint = (cfg.get("callbacks") or {}).get("checkpoint") or {}
+        accelerator = str(trainer.get("accelerator", "cpu"))
+        return cls(
+            task=TaskSpec.from_task(task),
+            model=ModelSpec(str(model.get("arch", "elman")), int(model.hidden_size), bool(model.get("bias", False)),
+                            str(model.get("init", "uniform"))),
+            optim=OptimSpec(str(opt.get("name", "adam")), float(opt.get("lr", model.get("lr", 1e-3))),
+                            float(opt.get("l2", model.get("l2", 0.0))), float(trainer.get("gradient_clip_val", 1.0))),
+            curriculum=CurriculumSpec.of(kind, **cur),
+            data=DataSpec(**{k: int(v) for k, v in cfg.data.items()}),
+            steps=int(trainer.max_steps),
+            seed=int(cfg.seed),
+            device={"gpu": "cuda"}.get(accelerator, accelerator),
+            precision=str(trainer.get("precision", "32-true")),
+            deterministic=bool(trainer.get("deterministic", True)),
+            checkpoint_every=int(checkpoint.get("every_n_train_steps") or 500),
+        )
+
+
+def _curriculum_kind(target: str | None) -> str:
+    for name, cls in CURRICULA.items():
+        if target in (f"{cls.__module__}.{cls.__qualname__}", f"twm.train.curriculum.{cls.__qualname__}"):
+            return name
+    raise ValueError(f"unknown curriculum target {target!r}; known: "
+                     + ", ".join(f"{c.__module__}.{c.__qualname__}" for c in CURRICULA.values()))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,131 @@
+"""The Lightning engine: one run as a ``LightningModule`` + ``Trainer``, reading only its :class:`RunSpec`.
+
+Batches are drawn in ``training_step`` itself, in the main process, from a generator seeded with the run's data seed,
+at the horizon the curriculum holds *now*; the curriculum is updated in the same step with that batch's accuracy
+and loss, so its decision after step k governs batch k + 1 exactly (docs/science.md §3). Curriculum, generator and
+the last step's metrics travel in the checkpoint's ``"twm"`` entry (:class:`twm.run.folder.TrainState`), so a
+resumed run continues the stream an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from torch.utils.data import DataLoader, IterableDataset
+
+from twm.metrics import output_mse, sign_accuracy
+from twm.run.folder import RunFolder, TrainState
+from twm.run.spec import RunSpec
+from twm.tasks import sample
+
+
+class _Ticks(IterableDataset):
+    """An endless stream of placeholders: the data itself is drawn in ``training_step``."""
+
+    def __iter__(self):
+        while True:
+            yield 0
+
+
+class HDSModule(pl.LightningModule):
+    """An Elman RNN trained on a binary HDS with the output-phase MSE (docs/science.md §1.3, §3).
+
+    ``HDSModule.load_from_checkpoint(run / "checkpoints/last.ckpt")`` restores a trained run of either engine.
+    """
+
+    def __init__(self, spec: RunSpec | dict):
+        super().__init__()
+        spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
+        self.save_hyperparameters({"spec": spec.to_dict()})
+        self.spec = spec
+        self.s, self.task_F = spec.task.s, spec.task.F
+        self.model = spec.make_model()
+        self.data_generator = torch.Generator().manual_seed(spec.seeds.data)
+        self.curriculum = spec.curriculum.build()
+        self.step_reached_max_horizon: int | None = None
+        self.last: dict = {}
+        self.wall_offset, self._t0 = 0.0, None
+
+    @property
+    def horizon(self) -> int:
+        return int(self.curriculum.horizon)
+
+    @property
+    def max_horizon(self) -> int:
+        return int(self.curriculum.max_horizon)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.model(u)[0]
+
+    def training_step(self, batch, batch_idx):
+        horizon = self.horizon
+        u, y = sample(self.task_F, self.s, horizon, self.spec.data.batch_size, self.data_generator,
+                      device=self.device)
+        pred = self(u)
+        loss = output_mse(pred, y, self.s)
+        accuracy = sign_accuracy(pred.detach(), y, self.s)
+        self.log_dict({"train/loss": loss.detach(), "train/accuracy": accuracy, "curriculum/horizon": float(horizon)},
+                      on_step=True, on_epoch=False, batch_size=self.spec.data.batch_size)
+        loss_f, acc_f = float(loss.detach()), float(accuracy)
+        self.curriculum.update(acc_f, loss_f)
+        if self.step_reached_max_horizon is None and self.curriculum.horizon >= self.curriculum.max_horizon:
+            self.step_reached_max_horizon = self.trainer.global_step + 1
+        self.last = {"train_loss": loss_f, "train_accuracy": acc_f, "last_horizon": horizon}
+        return {"loss": loss, "accuracy": acc_f, "horizon": horizon}
+
+    def configure_optimizers(self):
+        return self.spec.make_optimizer(self.model.parameters())
+
+    def train_dataloader(self):
+        return DataLoader(_Ticks(), batch_size=None, num_workers=0)
+
+    def on_train_start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def train_state(self) -> TrainState:
+        wall = self.wall_offset + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
+        return TrainState(steps=int(self.trainer.global_step), curriculum=self.curriculum.state_dict(),
+                          data_generator=self.data_generator.get_state(),
+                          step_reached_max_horizon=self.step_reached_max_horizon, wall_seconds=wall,
+                          engine="lightning", **self.last)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["twm"] = self.train_state().to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = TrainState.from_dict(checkpoint["twm"])
+        self.data_generator.set_state(state.data_generator)
+        self.curriculum.load_state_dict(state.curriculum)
+        self.step_reached_max_horizon = state.step_reached_max_horizon
+        self.last = {"train_loss": state.train_loss, "train_accuracy": state.train_accuracy,
+                     "last_horizon": state.last_horizon}
+        self.wall_offset = float(state.wall_seconds)
+
+
+class FolderCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, routed through :meth:`RunFolder.save_checkpoint` (atomic writes)."""
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        self.folder.save_checkpoint(checkpoint, path)
+
+
+def fit(spec: RunSpec, folder: RunFolder, loggers=(), callbacks=()) -> None:
+    """Train ``spec`` into ``folder`` with Lightning, resuming from its checkpoint if it has one, and save the
+    final checkpoint (the summary is :meth:`RunFolder.finalise`'s job)."""
+    module = HDSModule(spec)
+    resume = folder.checkpoint_path if folder.checkpoint_path.exists() else None
+    trainer = pl.Trainer(
+        accelerator={"cuda": "gpu"}.get(spec.device, spec.device), devices=1, max_steps=spec.steps, max_epochs=-1,
+        gradient_clip_val=spec.optim.clip, log_every_n_steps=1, deterministic=spec.deterministic,
+        precision=spec.precision, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=list(callbacks), logger=list(loggers) or False, default_root_dir=str(folder.path),
+        plugins=[FolderCheckpointIO(folder)],
+    )
+    trainer.fit(module, ckpt_path=str(resume) if resume is not None else None)
+    trainer.save_checkpoint(folder.checkpoint_path)

@@ -1,0 +1,166 @@
+"""One run's path: composed config → :class:`RunSpec` → :class:`Job` (folder, loggers, callbacks) → engine →
+run folder. ``python -m twm.train`` calls :func:`train`; the ensemble launcher calls :func:`prepare` per job, then
+:func:`train_packed`.
+
+Idempotent and resumable on a fixed run folder: a folder whose ``summary.json`` says "completed" is left alone; one
+with a checkpoint resumes from it (whichever engine wrote it) and ends with the same weights and numbers as an
+uninterrupted run; one whose checkpoint already holds the last step only gets its summary written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig
+
+from twm.run.folder import FolderError, RunFolder
+from twm.run.spec import RunSpec
+from twm.train.config import ConfigError, validate
+from twm.train.job import Job
+
+log = logging.getLogger("twm.train")
+
+
+def _wandb_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE"):
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def build_loggers(cfg: DictConfig, folder: RunFolder, resume_step: int | None) -> list:
+    """The configured Lightning loggers; a CSV logger resumes ``metrics.csv`` at ``resume_step``."""
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if name == "wandb" and not _wandb_configured():
+            os.environ["WANDB_MODE"] = "offline"  # no login, no network: never block
+        logger = instantiate(node)
+        if isinstance(logger, CSVLogger):
+            folder.resume_csv(logger, resume_step)
+        loggers.append(logger)
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig) -> list:
+    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values()
+            if node is not None and "_target_" in node]
+
+
+def prepare(cfg: DictConfig) -> Job:
+    """Check the config, claim the run folder and build the job (no training). A completed folder gets a job
+    without loggers or callbacks: nothing will touch it."""
+    validate(cfg)
+    spec = RunSpec.from_config(cfg)
+    folder = RunFolder(cfg.paths.output_dir)
+    try:
+        folder.claim(spec, cfg)
+    except FolderError as err:
+        raise ConfigError("hydra.run.dir", str(folder.path), f"a fresh folder: {err}") from None
+    if folder.is_completed():
+        return Job(spec, folder)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    return Job(spec, folder, build_loggers(cfg, folder, folder.checkpoint_step()), build_callbacks(cfg))
+
+
+def run_lightning(job: Job) -> dict:
+    """Train one job with the Lightning engine (or only finalise it) and return its summary."""
+    from twm.train.lightning import fit
+
+    spec, folder = job.spec, job.folder
+    if folder.is_completed():
+        log.info("run already completed (%s): nothing to do", folder.path / "summary.json")
+        return folder.read_summary()
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message="Experiment logs directory")
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    step = folder.checkpoint_step()
+    if step is not None:
+        log.info("resuming from %s (step %d)", folder.checkpoint_path, step)
+    start = time.perf_counter()
+    try:
+        if step is None or step < spec.steps:
+            fit(spec, folder, job.loggers, job.callbacks)
+        summary = folder.finalise(spec)
+    except BaseException as err:
+        folder.finalise(spec, "failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        for logger in job.loggers:
+            logger.finalize("success")
+        if any(type(lg).__name__ == "WandbLogger" for lg in job.loggers):
+            import wandb
+
+            wandb.finish()
+    log.info("completed %d steps in %.1f s: test accuracy %.4f (H = %d), %s", summary["steps"],
+             time.perf_counter() - start, summary["test_accuracy"], spec.data.test_horizon, folder.path)
+    return summary
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train one run into ``cfg.paths.output_dir``; returns its summary (also written as ``summary.json``)."""
+    return run_lightning(prepare(cfg))
+
+
+def pack(jobs: list[Job], max_members: int) -> list[list[int]]:
+    """Indices of ``jobs`` in groups of compatible runs (``twm.train.batched.compatibility_key``), each at most
+    ``max_members`` long; within a group by decreasing L2, so runs likely to stay at short horizons train
+    together (a step costs the group's longest horizon)."""
+    from twm.train.batched import compatibility_key
+
+    groups = defaultdict(list)
+    for i, job in enumerate(jobs):
+        groups[compatibility_key(job.spec)].append(i)
+    packed = []
+    for key in sorted(groups, key=str):
+        order = sorted(groups[key], key=lambda i: (-jobs[i].spec.optim.l2, i))
+        packed.extend(order[k: k + max_members] for k in range(0, len(order), max_members))
+    return packed
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def train_packed(jobs: list[Job], max_members: int, device: str = "auto", shard: int = 0, n_shards: int = 1,
+                 on_progress=None, progress_every: int = 1000) -> list[dict | None]:
+    """Train all jobs in packed ensembles (only the ensembles ``g % n_shards == shard``: several processes can
+    share one sweep); returns their summaries in input order (``None`` for jobs of other shards).
+    ``on_progress(step, max_steps, info)`` runs with every progress line (every ``progress_every`` steps); an
+    exception it raises stops training cleanly (every unfinished run keeps its last checkpoint)."""
+    from twm.train.batched import train_ensemble
+
+    device = resolve_device(device)
+    results: list = [None] * len(jobs)
+    groups = pack(jobs, max_members)
+    for g, idx in enumerate(groups):
+        if g % n_shards != shard:
+            continue
+        group = [jobs[i] for i in idx]
+        todo = sum(not job.folder.is_completed() for job in group)
+        log.info("ensemble %d/%d: %d runs (%d to train), hidden %d, on %s", g + 1, len(groups), len(group), todo,
+                 group[0].spec.model.hidden_size, device)
+        start = time.perf_counter()
+
+        def progress(step, max_steps, info, g=g, start=start):
+            rate = step / max(time.perf_counter() - start, 1e-9)
+            log.info("ensemble %d/%d: step %d/%d, %d active, %.1f model-steps/s, eta %dm", g + 1, len(groups), step,
+                     max_steps, info["active"], info["model_steps_per_s"], (max_steps - step) / max(rate, 1e-9) // 60)
+            if on_progress is not None:
+                on_progress(step, max_steps, info)
+
+        summaries = train_ensemble(group, device=device, progress=progress, progress_every=progress_every)
+        for i, summary in zip(idx, summaries):
+            results[i] = summary
+    return results
