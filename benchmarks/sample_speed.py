@@ -1,6 +1,6 @@
 """Time one batch of ``twm.tasks.sample`` (B = 64, s = d = 8, H = 100) on CPU for each Table-1 task.
 
-Target (issue 2): under 1 ms per batch. Prints one line per task and a JSON summary as the last line.
+Target: under 1 ms per batch. Prints one line per task and a JSON summary as the last line.
 """
 
 import json

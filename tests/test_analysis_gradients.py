@@ -1,4 +1,4 @@
-"""Gradient propagation to the inputs (SPEC §6): the profile, its decay rate and the training probe."""
+"""Gradient propagation to the inputs (docs/science.md §6): the profile, its decay rate and the training probe."""
 
 import csv
 

@@ -389,3 +389,16 @@ def test_cuda_batched_engine_matches_the_cpu_reference():
         model, ref = train_reference(spec.replace(steps=30))
         assert history[i]["horizon"] == ref["horizon"]
         np.testing.assert_allclose(history[i]["loss"], ref["loss"], rtol=1e-4)
+
+
+def test_the_gradient_probe_sees_the_same_run_in_both_engines(tmp_path):
+    probe = ["callbacks=grad_probe", "callbacks.grad_probe.every_n_steps=50", "callbacks.grad_probe.batch_size=16"]
+    _lightning(tmp_path / "a", probe)
+    _batched([tmp_path / "b"], extra=probe)
+    from twm.analysis import load_probe_csv
+
+    a, b = (load_probe_csv(tmp_path / run / "grad_probe.csv") for run in ("a", "b"))
+    assert list(a["steps"]) == list(b["steps"]) == [0, 50, 100, 150, 200]
+    np.testing.assert_allclose(a["G"], b["G"], rtol=1e-3)
+    np.testing.assert_allclose(a["max_abs_eig"], b["max_abs_eig"], rtol=1e-4)
+    assert "grad/decay_rate" in (tmp_path / "b" / "metrics.csv").read_text().splitlines()[0]

@@ -1,4 +1,4 @@
-"""The HDS task library against independent facts (SPEC §1)."""
+"""The HDS task library against independent facts (docs/science.md §1)."""
 
 import numpy as np
 import pytest
@@ -18,7 +18,7 @@ from twm.theory import phi, rollout, sequence_period
 
 D = 9241421688590303745
 
-# SPEC §1.2, written out by hand: out -> (sign, lag, src)
+# docs/science.md §1.2, written out by hand: out -> (sign, lag, src)
 T3_RULES = {
     0: (-1, 4, 4),
     1: (1, 5, 3),

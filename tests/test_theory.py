@@ -1,4 +1,4 @@
-"""The TWM theory against independent facts (SPEC §2)."""
+"""The TWM theory against independent facts (docs/science.md §2)."""
 
 from collections import Counter
 
@@ -135,7 +135,7 @@ def test_embedded_compose_tasks_from_initialised_substrate(name):
         h = Xi @ u[:8, b].double().numpy().reshape(-1)
         out = _linear_rnn(W_hh, W_uh, W_r, np.zeros((80, 8)), h0=h)
         np.testing.assert_allclose(out, y[8:, b].numpy(), atol=1e-7)
-    # and feeding the inputs instead does not solve it (SPEC §2.1: the boundary acts on partial memories)
+    # and feeding the inputs instead does not solve it (docs/science.md §2.1: the boundary acts on partial memories)
     out = _linear_rnn(W_hh, W_uh, W_r, u[:, 0].double().numpy())
     assert np.abs(out[8:] - y[8:, 0].numpy()).max() > 0.5
 

@@ -1,4 +1,4 @@
-"""``python -m twm.report sweep_dir=...``: Table 1 of the paper from a sweep folder (SPEC §4, §4.1).
+"""``python -m twm.report sweep_dir=...``: Table 1 of the paper from a sweep folder (docs/science.md §4, §4.1).
 
     python -m twm.report sweep_dir=outputs/sweeps/table1              # writes table1.{csv,md,json} there
     python -m twm.report sweep_dir=outputs/sweeps/table1 out_dir=docs/results workers=2
@@ -15,7 +15,7 @@ Outputs (in the sweep folder, or ``out_dir``):
   where unknown);
 - ``table1.md``: the reproduced table in the paper's layout (rows: tasks keyed by id, with both label maps;
   columns: hidden × L2; cells ``0.0005 (1.00)`` or ``— (0.93)``), the count-matched table, and the cell-by-cell
-  comparison ``reproduced | published`` with SPEC §4.1;
+  comparison ``reproduced | published`` with docs/science.md §4.1;
 - ``table1.json``: the aggregated cells of :func:`aggregate` plus the published values.
 
 The aggregation (:func:`aggregate`) and formatting (:func:`format_table`) are pure functions of the per-run rows.
@@ -36,7 +36,7 @@ from omegaconf import DictConfig
 log = logging.getLogger("twm.report")
 
 DIAGONAL = 9241421688590303745  # twm.tasks.DIAGONAL_ID1: block k, dim k
-# SPEC §4.1, transcribed exactly: task id -> (hidden, L2) -> (error in radians or None for "—", test accuracy).
+# docs/science.md §4.1, transcribed exactly: task id -> (hidden, L2) -> (error in radians or None for "—", test accuracy).
 PUBLISHED_TABLE1: dict[tuple[int, int, int], dict[tuple[int, float], tuple[float | None, float]]] = {
     (255, 0, 0): {
         (64, 0.0): (None, 0.97), (64, 0.001): (None, 0.88), (64, 0.1): (None, 0.50),
@@ -86,7 +86,7 @@ def task_id_tuple(task_id) -> tuple[int, ...]:
 
 
 def short_id(task_id) -> str:
-    """``(255,0,0)``; the long diagonal id1 as ``…`` as in SPEC §4.1: ``(…,38637,145)``."""
+    """``(255,0,0)``; the long diagonal id1 as ``…`` as in docs/science.md §4.1: ``(…,38637,145)``."""
     ids = task_id_tuple(task_id)
     return "(" + ",".join("…" if i == 0 and v > 10**6 else str(v) for i, v in enumerate(ids)) + ")"
 
@@ -132,7 +132,7 @@ def _num(value) -> float | None:
 
 
 def published_cell(task_id, hidden: int, l2: float) -> tuple[float | None, float] | None:
-    """The SPEC §4.1 value of a cell, or ``None`` when the paper shows no such cell."""
+    """The docs/science.md §4.1 value of a cell, or ``None`` when the paper shows no such cell."""
     return PUBLISHED_TABLE1.get(task_id_tuple(task_id), {}).get((int(hidden), _l2(l2)))
 
 
@@ -152,7 +152,7 @@ def _task_order(task_id: str) -> tuple:
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Table 1's cells from per-run rows (SPEC §4), sorted by task (published row order first), hidden, L2.
+    """Table 1's cells from per-run rows (docs/science.md §4), sorted by task (published row order first), hidden, L2.
 
     A row needs ``task_id``, ``hidden``, ``l2``, ``seed``, ``test_accuracy``, ``spectral_error``,
     ``spectral_error_optimal``, ``defined``; optional ``status`` (default "completed"), ``analysis`` (default
@@ -164,7 +164,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
     ``None`` when no seed has — the table's "—"). ``error_optimal`` likewise with the optimal matching. Also:
     ``n_defined``/``n_runs`` = ``defined_fraction`` (runs whose eigenvalue counts matched, nonzero), and
     ``error_mean``/``error_sd``, ``error_optimal_mean``/``error_optimal_sd`` over those runs (sample sd, ``None``
-    for fewer than 2). ``cell``: :func:`format_cell`; ``published``: SPEC §4.1's value where the paper has one.
+    for fewer than 2). ``cell``: :func:`format_cell`; ``published``: docs/science.md §4.1's value where the paper has one.
     """
     groups: dict[tuple, dict] = {}
     for r in rows:
@@ -261,7 +261,7 @@ def _sd(mean, sd) -> str:
 def format_table(cells: list[dict], meta: dict | None = None) -> str:
     """``table1.md`` from :func:`aggregate`'s cells: the tasks and both label maps, the reproduced table (rows:
     tasks keyed by id; columns: hidden × L2), the count-matched table, and ``reproduced | published`` for every
-    cell SPEC §4.1 shows. ``meta``: optional ``sweep_dir``/``counts``/``threshold`` for the header."""
+    cell docs/science.md §4.1 shows. ``meta``: optional ``sweep_dir``/``counts``/``threshold`` for the header."""
     from twm.tasks import TABLE1_TASKS
 
     meta = meta or {}
@@ -287,14 +287,14 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
     lines += [
         "",
         f"Cells: spectral error in radians between the eigenvalues with |λ| > {threshold:g} of the learned Jacobian "
-        "and of Φ (SPEC §4, greedy matching), and in brackets the test accuracy at H = 200. Per seed: the minimum "
+        "and of Φ (docs/science.md §4, greedy matching), and in brackets the test accuracy at H = 200. Per seed: the minimum "
         "defined error and the maximum accuracy over the curriculum thresholds; then the mean over seeds (the error "
         f"over the seeds that have one). {DASH}: no seed has a defined error (eigenvalue counts differ); n/a: no "
         "completed, analysed run.",
         "",
         "## Tasks and their labels",
         "",
-        "The authors' table notebook and their demo label the two compose tasks differently (SPEC §1.2); rows are "
+        "The authors' table notebook and their demo label the two compose tasks differently (docs/science.md §1.2); rows are "
         "keyed by task id and show both, as `table label / demo label`.",
         "",
     ]
@@ -335,7 +335,7 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
                             for t in present])
     lines += [
         "",
-        "## Reproduced vs published (SPEC §4.1)",
+        "## Reproduced vs published (docs/science.md §4.1)",
         "",
         "Each cell: `reproduced | published`; n/a: not in this sweep.",
         "",

@@ -1,4 +1,4 @@
-"""Binary linear history-dependent dynamical systems (HDS), SPEC.md §1.
+"""Binary linear history-dependent dynamical systems (HDS), docs/science.md §1.
 
 A task is an operator ``F`` of shape ``(s*d, d)``: ``x_{t+1} = (X_t^T F)^T`` where the substrate
 ``X_t = [x_{t-s+1}; ...; x_t]`` stacks the last ``s`` states, block 0 = oldest (lag ``s``), flat index
@@ -18,7 +18,7 @@ TaskId = tuple[int, int, int]
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Task-id encoding (SPEC §1.1)
+# Task-id encoding (docs/science.md §1.1)
 # --------------------------------------------------------------------------------------------------------------
 def _check_sd(s: int, d: int) -> None:
     if not (isinstance(s, (int, np.integer)) and isinstance(d, (int, np.integer))) or s < 1 or d < 1:
@@ -26,7 +26,7 @@ def _check_sd(s: int, d: int) -> None:
 
 
 def operator_from_id(task_id: TaskId, s: int, d: int) -> np.ndarray:
-    """Decode the authors' task id into ``F`` of shape ``(s*d, d)`` with entries in {-1, 0, 1} (SPEC §1.1).
+    """Decode the authors' task id into ``F`` of shape ``(s*d, d)`` with entries in {-1, 0, 1} (docs/science.md §1.1).
 
     Raises ``ValueError`` naming the rule broken by an invalid id.
     """
@@ -133,7 +133,7 @@ def describe(F: np.ndarray, s: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Registry of named tasks (SPEC §1.2)
+# Registry of named tasks (docs/science.md §1.2)
 # --------------------------------------------------------------------------------------------------------------
 DIAGONAL_ID1 = sum(1 << (9 * k) for k in range(8))  # 9241421688590303745: block k, dim k
 
@@ -225,7 +225,7 @@ def task_by_id(task_id: TaskId, s: int, d: int) -> Task:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Sampling (SPEC §1.3)
+# Sampling (docs/science.md §1.3)
 # --------------------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=256)
 def unrolled_sources(
@@ -248,7 +248,7 @@ def unrolled_sources(
 
 
 def sample(F, s: int, horizon: int, batch_size: int, generator: torch.Generator | None = None, device=None):
-    """One batch of the HDS ``F``: ``(u, y)``, float32, time-major ``(s + horizon, batch_size, d)`` (SPEC §1.3).
+    """One batch of the HDS ``F``: ``(u, y)``, float32, time-major ``(s + horizon, batch_size, d)`` (docs/science.md §1.3).
 
     ``u`` holds uniform ±1 inputs for the first ``s`` steps and 0 after; ``y`` is 0 for the first ``s`` steps and
     then the recursion of ``F`` on its own outputs. The random draw is ``s*batch_size*d`` bits from ``generator``

@@ -1,9 +1,9 @@
-"""The traveling-wave working memory (TWM), SPEC.md §2.
+"""The traveling-wave working memory (TWM), docs/science.md §2.
 
 ``phi(F, s)`` is the substrate dynamics of eq. 6 in the standard basis: each block of ``d`` coordinates is one
 column of the wave substrate, the shift moves every column one step toward the oldest end and the last block row
 is the linear boundary condition ``F^T``. ``embed`` writes the same system in any basis Ξ as RNN weights, and
-``sbc_step`` is the self-attention boundary condition (eq. 8, read as in SPEC §2.3).
+``sbc_step`` is the self-attention boundary condition (eq. 8, read as in docs/science.md §2.3).
 """
 
 from __future__ import annotations
@@ -62,12 +62,12 @@ def _cycles(F, s: int) -> list[tuple[list[int], int]]:
 
 
 def signed_cycles(F, s: int) -> list[tuple[int, int]]:
-    """``[(length, sign), ...]`` of Φ's cycles, sorted by length (SPEC §2.1's table)."""
+    """``[(length, sign), ...]`` of Φ's cycles, sorted by length (docs/science.md §2.1's table)."""
     return sorted((len(c), sg) for c, sg in _cycles(F, s))
 
 
 def predicted_eigenvalues(F, s: int) -> np.ndarray:
-    """All ``s*d`` eigenvalues of Φ from its signed cycles, no eigensolver (SPEC §2.1).
+    """All ``s*d`` eigenvalues of Φ from its signed cycles, no eigensolver (docs/science.md §2.1).
 
     A cycle of length L and sign product σ gives the L roots of ``z^L = σ``; every other eigenvalue is 0.
     Sorted by angle in [0, 2π), then by modulus. Shape ``(s*d,)``, complex.
@@ -87,7 +87,7 @@ def predicted_eigenvalues(F, s: int) -> np.ndarray:
 
 
 def cycle_coordinates(F, s: int) -> np.ndarray:
-    """Sorted flat indices of the substrate coordinates on Φ's cycles: the persistent memory (SPEC §5 step 2)."""
+    """Sorted flat indices of the substrate coordinates on Φ's cycles: the persistent memory (docs/science.md §5 step 2)."""
     return np.asarray(sorted(i for c, _ in _cycles(F, s) for i in c), dtype=np.int64)
 
 
@@ -113,7 +113,7 @@ def _infer_d(phi_matrix: np.ndarray) -> int:
 
 
 def embed(phi_matrix, basis, d: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The TWM in basis Ξ as RNN weights (SPEC §2.1): ``W_hh = ΞΦΞ⁺`` (n×n), ``W_uh = Ξ[:, last block]`` (n×d),
+    """The TWM in basis Ξ as RNN weights (docs/science.md §2.1): ``W_hh = ΞΦΞ⁺`` (n×n), ``W_uh = Ξ[:, last block]`` (n×d),
     ``W_r = (Ξ⁺)[last block]`` (d×n). ``basis`` Ξ: ``(n, s*d)``, full column rank; ``d`` is read from Φ's shift
     band when not given."""
     phi_matrix = np.asarray(phi_matrix, dtype=np.float64)
@@ -135,7 +135,7 @@ def fibonacci_operator(s: int, d: int = 1) -> np.ndarray:
 
 
 def sbc_step(H: torch.Tensor, W_Q: torch.Tensor, W_K: torch.Tensor, W_V: torch.Tensor) -> torch.Tensor:
-    """One step of the self-attention boundary condition (eq. 8, SPEC §2.3).
+    """One step of the self-attention boundary condition (eq. 8, docs/science.md §2.3).
 
     ``H``: ``(..., s, d)``, row 0 the oldest column h_1, row -1 the newest h_s. Keys ``W_K h_i``, query ``W_Q h_s``,
     values ``W_V h_i``, unscaled softmax over the s columns. Returns the next H: rows shifted toward the oldest end,

@@ -1,4 +1,4 @@
-"""Analysis of trained RNNs against the TWM (SPEC §4–§7): spectra, the variable-memory basis, gradient flow,
+"""Analysis of trained RNNs against the TWM (docs/science.md §4–§7): spectra, the variable-memory basis, gradient flow,
 length generalisation and the figures. Pure functions on weights and trajectories; shapes in each docstring."""
 
 from twm.analysis.basis import (

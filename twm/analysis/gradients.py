@@ -1,4 +1,4 @@
-"""Gradient propagation to the inputs during training (Figure 5; SPEC §6).
+"""Gradient propagation to the inputs during training (Figure 5; docs/science.md §6).
 
 ``G_t = mean_b ‖∂C/∂u(t)‖₂`` for the s input steps, on a fixed probe batch, with C the training loss (output-phase
 MSE) or the loss at the first output step alone. Its decay rate r is the least-squares slope of ``ln G_t`` against
@@ -28,7 +28,7 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, s: int, loss: str) -> torch.Tenso
 
 
 def input_gradient_profile(model, u: torch.Tensor, y: torch.Tensor, s: int, loss: str = "output") -> np.ndarray:
-    """``G`` ``(s,)`` float64: ``G[t-1] = mean over the batch of ‖∂C/∂u(t)‖₂`` for input steps t = 1..s (SPEC §6).
+    """``G`` ``(s,)`` float64: ``G[t-1] = mean over the batch of ‖∂C/∂u(t)‖₂`` for input steps t = 1..s (docs/science.md §6).
 
     ``model(u) -> (pred, hidden)`` with ``u``, ``y``: ``(T, B, d)``, time-major. ``loss="output"``: C is the
     output-phase MSE (:func:`twm.metrics.output_mse`, the training loss); ``loss="first"``: the MSE at step
@@ -48,7 +48,7 @@ def input_gradient_profile(model, u: torch.Tensor, y: torch.Tensor, s: int, loss
 
 
 def decay_rate(G) -> float:
-    """Least-squares slope r of ``ln G_t`` against t = 1..s (SPEC §6): ``G_t ∝ exp(−r(s−t))``, so r > 0 means
+    """Least-squares slope r of ``ln G_t`` against t = 1..s (docs/science.md §6): ``G_t ∝ exp(−r(s−t))``, so r > 0 means
     gradients shrink for older inputs and r = 0 means no decay. ``nan`` when some ``G_t`` is not positive and
     finite (the logarithm is undefined) or there are fewer than 2 points."""
     G = np.asarray(G, dtype=np.float64).ravel()

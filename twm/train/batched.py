@@ -1,4 +1,4 @@
-"""Batched ensembles: K independent training runs in one process, as one batched RNN (SPEC §3).
+"""Batched ensembles: K independent training runs in one process, as one batched RNN (docs/science.md §3).
 
 Every member is trained exactly as a single run would be (:func:`train_single_reference` is that single run, written
 as a bare PyTorch loop): same initial weights, same data stream, same loss and gradient, same clipping, same Adam,
