@@ -1,4 +1,5 @@
-"""Table 1's aggregation (docs/science.md §4) on synthetic per-run rows, its formatting, and the published table (§4.1)."""
+"""Table 1's aggregation (docs/science.md §4) on synthetic per-run rows, its formatting, and the published table
+(§4.1)."""
 
 import pytest
 from omegaconf import OmegaConf

@@ -1,4 +1,5 @@
-"""The Elman RNN of docs/science.md §3: ``h(t) = tanh(W_hh h(t-1) + W_uh u(t) [+ b])``, ``y(t) = W_r h(t)``, ``h(0) = 0``.
+"""The Elman RNN of docs/science.md §3: ``h(t) = tanh(W_hh h(t-1) + W_uh u(t) [+ b])``, ``y(t) = W_r h(t)``,
+``h(0) = 0``.
 
 Built on ``torch.nn.RNN`` (cuDNN on GPU). Biases are off by default, so the origin is a fixed point and the
 Jacobian there is ``W_hh``. Initialisation draws from an explicit ``torch.Generator`` so the same seed gives the

@@ -36,7 +36,8 @@ from omegaconf import DictConfig
 log = logging.getLogger("twm.report")
 
 DIAGONAL = 9241421688590303745  # twm.tasks.DIAGONAL_ID1: block k, dim k
-# docs/science.md §4.1, transcribed exactly: task id -> (hidden, L2) -> (error in radians or None for "—", test accuracy).
+# docs/science.md §4.1, transcribed exactly: task id -> (hidden, L2) -> (error in radians or None for "—",
+# test accuracy).
 PUBLISHED_TABLE1: dict[tuple[int, int, int], dict[tuple[int, float], tuple[float | None, float]]] = {
     (255, 0, 0): {
         (64, 0.0): (None, 0.97), (64, 0.001): (None, 0.88), (64, 0.1): (None, 0.50),
@@ -164,7 +165,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
     ``None`` when no seed has — the table's "—"). ``error_optimal`` likewise with the optimal matching. Also:
     ``n_defined``/``n_runs`` = ``defined_fraction`` (runs whose eigenvalue counts matched, nonzero), and
     ``error_mean``/``error_sd``, ``error_optimal_mean``/``error_optimal_sd`` over those runs (sample sd, ``None``
-    for fewer than 2). ``cell``: :func:`format_cell`; ``published``: docs/science.md §4.1's value where the paper has one.
+    for fewer than 2). ``cell``: :func:`format_cell`; ``published``: docs/science.md §4.1's value where the paper
+    has one.
     """
     groups: dict[tuple, dict] = {}
     for r in rows:
@@ -287,14 +289,16 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
     lines += [
         "",
         f"Cells: spectral error in radians between the eigenvalues with |λ| > {threshold:g} of the learned Jacobian "
-        "and of Φ (docs/science.md §4, greedy matching), and in brackets the test accuracy at H = 200. Per seed: the minimum "
+        "and of Φ (docs/science.md §4, greedy matching), and in brackets the test accuracy at H = 200. Per seed: the "
+        "minimum "
         "defined error and the maximum accuracy over the curriculum thresholds; then the mean over seeds (the error "
         f"over the seeds that have one). {DASH}: no seed has a defined error (eigenvalue counts differ); n/a: no "
         "completed, analysed run.",
         "",
         "## Tasks and their labels",
         "",
-        "The authors' table notebook and their demo label the two compose tasks differently (docs/science.md §1.2); rows are "
+        "The authors' table notebook and their demo label the two compose tasks differently (docs/science.md §1.2); "
+        "rows are "
         "keyed by task id and show both, as `table label / demo label`.",
         "",
     ]

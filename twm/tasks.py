@@ -248,7 +248,8 @@ def unrolled_sources(
 
 
 def sample(F, s: int, horizon: int, batch_size: int, generator: torch.Generator | None = None, device=None):
-    """One batch of the HDS ``F``: ``(u, y)``, float32, time-major ``(s + horizon, batch_size, d)`` (docs/science.md §1.3).
+    """One batch of the HDS ``F``: ``(u, y)``, float32, time-major ``(s + horizon, batch_size, d)``
+    (docs/science.md §1.3).
 
     ``u`` holds uniform ±1 inputs for the first ``s`` steps and 0 after; ``y`` is 0 for the first ``s`` steps and
     then the recursion of ``F`` on its own outputs. The random draw is ``s*batch_size*d`` bits from ``generator``

@@ -87,7 +87,8 @@ def predicted_eigenvalues(F, s: int) -> np.ndarray:
 
 
 def cycle_coordinates(F, s: int) -> np.ndarray:
-    """Sorted flat indices of the substrate coordinates on Φ's cycles: the persistent memory (docs/science.md §5 step 2)."""
+    """Sorted flat indices of the substrate coordinates on Φ's cycles: the persistent memory (docs/science.md §5,
+    step 2)."""
     return np.asarray(sorted(i for c, _ in _cycles(F, s) for i in c), dtype=np.int64)
 
 
@@ -113,7 +114,8 @@ def _infer_d(phi_matrix: np.ndarray) -> int:
 
 
 def embed(phi_matrix, basis, d: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The TWM in basis Ξ as RNN weights (docs/science.md §2.1): ``W_hh = ΞΦΞ⁺`` (n×n), ``W_uh = Ξ[:, last block]`` (n×d),
+    """The TWM in basis Ξ as RNN weights (docs/science.md §2.1): ``W_hh = ΞΦΞ⁺`` (n×n), ``W_uh = Ξ[:, last block]``
+    (n×d),
     ``W_r = (Ξ⁺)[last block]`` (d×n). ``basis`` Ξ: ``(n, s*d)``, full column rank; ``d`` is read from Φ's shift
     band when not given."""
     phi_matrix = np.asarray(phi_matrix, dtype=np.float64)

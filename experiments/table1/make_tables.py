@@ -4,8 +4,8 @@
 
 ``--collect`` first copies the small per-run files (``summary.json``, ``analysis.json``, ``.hydra/overrides.yaml``)
 of a finished, analysed sweep into ``runs/``. Then, from ``runs/``: ``results.csv`` (one row per run),
-``table1.md`` and ``table1.json`` (docs/science.md §4 aggregation, beside the published table); from ``gpu/results_h*.csv``:
-``gpu/table1.md`` (the H200 grid, see README).
+``table1.md`` and ``table1.json`` (docs/science.md §4 aggregation, beside the published table); from
+``gpu/results_h*.csv``: ``gpu/table1.md`` (the H200 grid, see README).
 """
 
 from __future__ import annotations

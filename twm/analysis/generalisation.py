@@ -1,5 +1,5 @@
-"""Length generalisation: per-step accuracy far past the training horizon (docs/science.md §1.3; the table's test accuracy at
-H = 200 is already partly such a test)."""
+"""Length generalisation: per-step accuracy far past the training horizon (docs/science.md §1.3; the table's
+test accuracy at H = 200 is already partly such a test)."""
 
 from __future__ import annotations
 

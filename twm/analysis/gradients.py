@@ -28,7 +28,8 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, s: int, loss: str) -> torch.Tenso
 
 
 def input_gradient_profile(model, u: torch.Tensor, y: torch.Tensor, s: int, loss: str = "output") -> np.ndarray:
-    """``G`` ``(s,)`` float64: ``G[t-1] = mean over the batch of ‖∂C/∂u(t)‖₂`` for input steps t = 1..s (docs/science.md §6).
+    """``G`` ``(s,)`` float64: ``G[t-1] = mean over the batch of ‖∂C/∂u(t)‖₂`` for input steps t = 1..s
+    (docs/science.md §6).
 
     ``model(u) -> (pred, hidden)`` with ``u``, ``y``: ``(T, B, d)``, time-major. ``loss="output"``: C is the
     output-phase MSE (:func:`twm.metrics.output_mse`, the training loss); ``loss="first"``: the MSE at step
