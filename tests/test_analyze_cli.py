@@ -113,7 +113,8 @@ def test_sweep_lists_failed_and_unfinished_without_crashing(sweep, tmp_path, cap
     report = analyze_sweep(sweep, FAST)
     assert report["analysed"] == ["0", "1"] and report["errors"] == {}
     assert report["failed"] == {"2": "boom"} and set(report["unfinished"]) == {"3"}
-    assert report["counts"] == {"runs": 4, "analysed": 2, "up_to_date": 0, "errors": 0, "failed": 1, "unfinished": 1}
+    assert report["counts"] == {"runs": 4, "analysed": 2, "up_to_date": 0, "errors": 0, "failed": 1, "damaged": 0,
+                                "unfinished": 1}
     assert json.loads((sweep / "analysis_status.json").read_text())["failed"] == {"2": "boom"}
     assert (sweep / "0" / "analysis.json").exists() and not (sweep / "2" / "analysis.json").exists()
     assert not (sweep / "3" / "analysis.json").exists()

@@ -20,8 +20,8 @@ from twm.metrics import output_mse
 from twm.run.folder import RunFolder, lightning_loops
 from twm.run.spec import CurriculumSpec, DataSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec
 from twm.tasks import custom_task, get_task, sample
-from twm.train.batched import EnsembleTrainer, train_ensemble
-from twm.train.pipeline import prepare, run_lightning
+from twm.train.batched import EnsembleTrainer
+from twm.train.pipeline import prepare, run_lightning, train_packed
 from twm.train.reference import train_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +76,9 @@ def _lightning(run: Path, extra=()) -> dict:
     return run_lightning(prepare(compose_train(overrides() + list(extra), run)))
 
 
-def _batched(runs, extra=(), **kw):
-    return train_ensemble([prepare(compose_train(overrides() + list(extra), run)) for run in runs], **kw)
+def _batched(runs, extra=(), progress=None, progress_every=1000):
+    jobs = [prepare(compose_train(overrides() + list(extra), run)) for run in runs]
+    return train_packed(jobs, 64, "cpu", on_progress=progress, progress_every=progress_every)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -324,8 +325,9 @@ def test_checkpoints_load_with_lightning(tmp_path):
 def test_both_engines_write_the_same_files(tmp_path):
     _lightning(tmp_path / "a", ["trainer.max_steps=30"])
     _batched([tmp_path / "b"], extra=["trainer.max_steps=30"])
-    files = [{p.relative_to(root) for p in root.rglob("*")} for root in (tmp_path / "a", tmp_path / "b")]
-    assert files[0] == files[1]
+    files = [{p.relative_to(root) for p in root.rglob("*") if not p.name.startswith("prev.ckpt")}
+             for root in (tmp_path / "a", tmp_path / "b")]
+    assert files[0] == files[1]  # prev.ckpt (the previous good checkpoint) exists once a run has saved twice
     ca, cb = (torch.load(p / "checkpoints" / "last.ckpt", weights_only=False) for p in (tmp_path / "a", tmp_path / "b"))
     assert ca.keys() == cb.keys() and ca["loops"] == cb["loops"] and ca["hyper_parameters"] == cb["hyper_parameters"]
     assert ca["optimizer_states"][0]["param_groups"] == cb["optimizer_states"][0]["param_groups"]

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from itertools import product
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def test_launchers_compose(launcher):
                 "slurm": "SlurmLauncher"}[launcher]
     assert target.endswith(expected)
     if launcher == "slurm":
-        assert cfg.hydra.launcher.array_parallelism == 64 and cfg.hydra.launcher.max_num_timeout == 0
+        launcher_cfg = cfg.hydra.launcher
+        assert launcher_cfg.array_parallelism == 64 and launcher_cfg.max_num_timeout == 3
+        assert launcher_cfg.signal_delay_s == 120
         assert cfg.num_threads == 1
 
 
@@ -89,15 +92,32 @@ def test_smoke_sweep_through_submitit_local_then_resume(tmp_path):
 
 
 def test_run_states(tmp_path):
-    (tmp_path / "done").mkdir()
+    import socket
+
+    import torch
+
+    (tmp_path / "done" / "checkpoints").mkdir(parents=True)
     (tmp_path / "done" / "summary.json").write_text(json.dumps({"status": "completed"}))
-    (tmp_path / "busy" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "busy" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    torch.save({"global_step": 1}, tmp_path / "done" / "checkpoints" / "last.ckpt")
+    (tmp_path / "nockpt").mkdir()
+    (tmp_path / "nockpt" / "summary.json").write_text(json.dumps({"status": "completed"}))
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "summary.json").write_text('{"status": "compl')
+    for name, pid in (("busy", os.getpid()), ("dead", 2**22 + 12345)):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        (tmp_path / name / "owner.json").write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
+                                                                "heartbeat": 0}))
+    (tmp_path / "elsewhere" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "owner.json").write_text(json.dumps({"pid": 1, "host": "other-node",
+                                                                   "heartbeat": time.time()}))
     (tmp_path / "empty").mkdir()
     (tmp_path / "prepared" / ".hydra").mkdir(parents=True)
     assert run_state(tmp_path / "done") == "completed"
-    assert run_state(tmp_path / "busy") == "running"
-    assert run_state(tmp_path / "busy", stale_minutes=0) == "interrupted"
+    assert run_state(tmp_path / "garbage") == "damaged" and run_state(tmp_path / "nockpt") == "damaged"
+    assert run_state(tmp_path / "busy") == "running"  # its owner (this process) is alive
+    assert run_state(tmp_path / "dead") == "interrupted"  # no such pid: killed
+    assert run_state(tmp_path / "elsewhere") == "running"  # another host: a fresh heartbeat
     assert run_state(tmp_path / "empty") == "missing"
     assert run_state(tmp_path / "prepared") == "not started"
 

@@ -53,6 +53,29 @@ class AnalyzeError(ValueError):
     """A request that cannot be analysed (bad options, no such folder); the CLI prints it and exits 2."""
 
 
+def boolean(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError(value)
+
+
+def number(cfg, key: str, kind, default):
+    """``cfg[key]`` as ``kind`` (int, float or a boolean parser), ``default`` when unset; an :class:`AnalyzeError`
+    naming the key when the value is not one (``workers=abc``)."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        name = {int: "an integer", float: "a number"}.get(kind, "true or false")
+        raise AnalyzeError(f"{key}={value!r} is not {name}") from None
+
+
 @dataclass(frozen=True)
 class AnalyzeOptions:
     """What :func:`analyze_run` computes (defaults = ``conf/analyze.yaml``).
@@ -73,7 +96,8 @@ class AnalyzeOptions:
 
     @classmethod
     def from_config(cls, cfg) -> AnalyzeOptions:
-        values = {f.name: cfg.get(f.name) for f in fields(cls) if cfg.get(f.name) is not None}
+        values = {f.name: number(cfg, f.name, {"float": float, "int": int, "bool": boolean}[f.type], None)
+                  for f in fields(cls) if cfg.get(f.name) is not None}
         opts = cls(**values)
         opts.check()
         return opts
@@ -484,7 +508,7 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
     ``multirun.yaml``), ``counts`` (runs, analysed, up_to_date, errors, failed, unfinished), ``analysed`` and
     ``up_to_date`` (job names), ``errors`` ({job: error}), ``failed`` ({job: the training error}),
     ``unfinished`` ({job: state})."""
-    from twm.sweep import expected_jobs, run_dirs, run_state
+    from twm.sweep import expected_jobs, run_dirs
 
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -493,18 +517,19 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
     all_runs = run_dirs(sweep_dir)
     runs = _chunk(all_runs, chunk, n_chunks)
     start = time.perf_counter()
-    states = {p.name: run_state(p, stale_minutes) for p in runs}
-    failed = {}
-    for p in runs:
-        if states[p.name] == "failed":
-            failed[p.name] = (RunFolder(p).read_summary() or {}).get("error")
-    unfinished = {name: st for name, st in states.items() if st not in ("completed", "failed")}
+    detail = {p.name: RunFolder(p).state() for p in runs}
+    states = {name: state for name, (state, _) in detail.items()}
+    failed = {name: reason for name, (state, reason) in detail.items() if state == "failed"}
+    damaged = {name: reason for name, (state, reason) in detail.items() if state == "damaged"}
+    unfinished = {name: st for name, st in states.items() if st not in ("completed", "failed", "damaged")}
     todo = [p for p in runs if states[p.name] == "completed"]
     where = f" of {sweep_dir}" + (f" (chunk {chunk} of {n_chunks})" if chunk is not None else "")
     log.info("%d job folders%s: %d completed, %d failed, %d unfinished", len(runs), where, len(todo), len(failed),
              len(unfinished))
     for name, err in failed.items():
         log.info("  failed run %s: %s", name, err)
+    for name, reason in damaged.items():
+        log.warning("  damaged run %s: %s (not analysed)", name, reason)
     if unfinished:
         log.info("  unfinished runs: %s", ", ".join(f"{n} ({s})" for n, s in unfinished.items()))
     results = analyze_runs(todo, options, workers, progress_seconds,
@@ -523,12 +548,14 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
             "up_to_date": sum(o == "up_to_date" for o, _ in by_name.values()),
             "errors": sum(o == "error" for o, _ in by_name.values()),
             "failed": len(failed),
+            "damaged": len(damaged),
             "unfinished": len(unfinished),
         },
         "analysed": sorted((n for n, (o, _) in by_name.items() if o == "analysed"), key=int),
         "up_to_date": sorted((n for n, (o, _) in by_name.items() if o == "up_to_date"), key=int),
         "errors": {n: p["error"] for n, (o, p) in sorted(by_name.items(), key=lambda kv: int(kv[0])) if o == "error"},
         "failed": failed,
+        "damaged": damaged,
         "unfinished": unfinished,
     }
     if report["expected"] is not None:
@@ -552,8 +579,9 @@ def run_from_config(cfg) -> dict:
             "Example: python -m twm.analyze sweep_dir=outputs/sweeps/table1 workers=2"
         )
     options = AnalyzeOptions.from_config(cfg)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
+    threads = number(cfg, "num_threads", int, None)
+    if threads:
+        torch.set_num_threads(threads)
     if run_dir is not None:
         run_dir = Path(run_dir)
         if not (run_dir / CHECKPOINTS / LAST).exists() or not (
@@ -573,23 +601,31 @@ def run_from_config(cfg) -> dict:
                  sp.get("n_theory"), options.threshold, options.length_threshold,
                  result["length_generalisation"]["first_below"])
         return {"run_dir": str(run_dir), "analysis": str(run_dir / ANALYSIS)}
-    report = analyze_sweep(sweep_dir, options, workers=int(cfg.get("workers") or 1), chunk=cfg.get("chunk"),
-                           n_chunks=cfg.get("n_chunks"), stale_minutes=float(cfg.get("stale_minutes") or 10.0),
-                           progress_seconds=float(cfg.get("progress_seconds") or 10.0))
+    report = analyze_sweep(sweep_dir, options, workers=number(cfg, "workers", int, 1),
+                           chunk=number(cfg, "chunk", int, None), n_chunks=number(cfg, "n_chunks", int, None),
+                           stale_minutes=number(cfg, "stale_minutes", float, 10.0),
+                           progress_seconds=number(cfg, "progress_seconds", float, 10.0))
     c = report["counts"]
     print(f"{report['sweep_dir']}: {c['runs']} job folders: {c['analysed']} analysed, {c['up_to_date']} up to date, "
-          f"{c['errors']} analysis errors, {c['failed']} failed runs, {c['unfinished']} unfinished "
-          f"-> {status_path(sweep_dir, report['chunk'], report['n_chunks'])}")
+          f"{c['errors']} analysis errors, {c['failed']} failed runs, {c['damaged']} damaged, {c['unfinished']} "
+          f"unfinished -> {status_path(sweep_dir, report['chunk'], report['n_chunks'])}")
+    for name, reason in report["damaged"].items():
+        print(f"  damaged: job {name}: {reason}")
+    for name, error in report["errors"].items():
+        print(f"  analysis error: job {name}: {error}")
     return report
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
 def main(cfg: DictConfig) -> None:
     try:
-        run_from_config(cfg)
+        result = run_from_config(cfg)
     except AnalyzeError as err:
         sys.stderr.write(f"twm.analyze: {err}\nNothing was analysed. See conf/analyze.yaml for the options.\n")
         sys.exit(2)
+    counts = result.get("counts") or {}
+    if counts.get("damaged") or counts.get("errors"):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -366,11 +366,14 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
 # --------------------------------------------------------------------------------------------------------------
 def _run_info(run_dir: Path) -> dict:
     """What a run is (from summary.json, else from its spec)."""
-    from twm.run.folder import RunFolder
+    from twm.run.folder import Damaged, RunFolder
     from twm.run.spec import RunSpec
 
     folder = RunFolder(run_dir)
-    summary = folder.read_summary()
+    try:
+        summary = folder.read_summary()
+    except Damaged:
+        summary = None
     if summary is not None and summary.get("task_id") is not None:
         return summary
     try:
@@ -486,14 +489,14 @@ def write_report(sweep_dir, out_dir=None, options=None, analyze_missing: bool = 
 
 def run_from_config(cfg) -> dict[str, Path]:
     """The CLI's work on a composed ``conf/report.yaml`` (raises :class:`ReportError` on a bad request)."""
-    from twm.analyze import AnalyzeOptions
+    from twm.analyze import AnalyzeOptions, boolean, number
 
     if cfg.get("sweep_dir") is None:
         raise ReportError("sweep_dir= is required: the multirun folder of the Table-1 sweep "
                           "(e.g. python -m twm.report sweep_dir=outputs/sweeps/table1)")
     options = AnalyzeOptions.from_config(cfg)
-    return write_report(cfg.sweep_dir, cfg.get("out_dir"), options, bool(cfg.get("analyze_missing", True)),
-                        int(cfg.get("workers") or 1), float(cfg.get("stale_minutes") or 10.0))
+    return write_report(cfg.sweep_dir, cfg.get("out_dir"), options, number(cfg, "analyze_missing", boolean, True),
+                        number(cfg, "workers", int, 1), number(cfg, "stale_minutes", float, 10.0))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
@@ -507,6 +510,14 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     print(paths["md"].read_text().split("## Count-matched runs")[0].split("## Reproduced\n")[-1].strip())
+    with open(paths["csv"], newline="") as fh:
+        damaged = [r["run"] for r in csv.DictReader(fh) if r["status"] == "damaged"]
+    if damaged:
+        from twm.run.folder import RunFolder
+
+        for run in damaged:
+            print(f"  damaged: job {run}: {RunFolder(Path(cfg.sweep_dir) / run).state()[1]}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,25 @@
 """``python -m twm.sweep status sweep_dir=...``: where a sweep stands (completed, running, interrupted, failed,
-missing), read from the run folders' ``summary.json``, checkpoints and the sweep's ``multirun.yaml``.
+damaged, not started, missing), read from the run folders (``RunFolder.state``) and the sweep's ``multirun.yaml``.
 
-A run folder with a checkpoint but no summary counts as *running* while its files changed in the last
-``stale_minutes`` minutes, else as *interrupted* (relaunching the sweep resumes it); a prepared folder with neither
-checkpoint nor metrics is *not started* (e.g. waiting for its turn in an ensemble launch).
+*Running* means a live process owns the folder (``owner.json``: on this host its pid exists, elsewhere its heartbeat
+is fresh), so a run killed with ``kill -9`` reads *interrupted* at once (relaunching the sweep resumes it). *Damaged*
+names the file and the reason (an unreadable summary, a completed run whose checkpoint no longer matches its
+checksum); one damaged folder never stops the command, whose exit code is 1 when any folder is damaged.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from twm.run.folder import CHECKPOINTS, LAST, METRICS, RunFolder
+from twm.run.folder import RunFolder
 
 log = logging.getLogger("twm.sweep")
-STATES = ("completed", "running", "interrupted", "not started", "failed", "missing")
+STATES = ("completed", "running", "interrupted", "not started", "failed", "damaged", "missing")
 
 
 def grid_jobs(params, cli_overrides=()) -> list[list[str]]:
@@ -52,15 +52,10 @@ def expected_jobs(sweep_dir: Path) -> int | None:
     return len(grid_jobs(params, OmegaConf.select(cfg, "hydra.overrides.task") or []))
 
 
-def run_state(run_dir: Path, stale_minutes: float = 10.0) -> str:
-    summary = RunFolder(run_dir).read_summary()
-    if summary is not None and summary.get("status") in ("completed", "failed"):
-        return summary["status"]
-    files = [p for p in (run_dir / CHECKPOINTS / LAST, run_dir / METRICS) if p.exists()]
-    if not files:
-        return "not started" if (run_dir / ".hydra").exists() else "missing"
-    newest = max(p.stat().st_mtime for p in files)
-    return "running" if time.time() - newest < stale_minutes * 60 else "interrupted"
+def run_state(run_dir: Path, stale_minutes: float | None = None) -> str:
+    """The state of one run folder (see the module docstring). ``stale_minutes`` is accepted for compatibility and
+    unused: liveness comes from the owner record, not from file ages."""
+    return RunFolder(run_dir).state()[0]
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -72,14 +67,17 @@ def status(sweep_dir, stale_minutes: float = 10.0) -> dict:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep folder at {sweep_dir}")
-    states = {p.name: run_state(p, stale_minutes) for p in run_dirs(sweep_dir)}
+    detail = {p.name: RunFolder(p).state() for p in run_dirs(sweep_dir)}
+    states = {name: state for name, (state, _) in detail.items()}
     counts = Counter(states.values())
     expected = expected_jobs(sweep_dir)
     if expected is not None:
         counts["missing"] += max(0, expected - len(states))
     return {"sweep_dir": str(sweep_dir), "expected": expected, "counts": {s: counts.get(s, 0) for s in STATES},
             "failed": sorted((k for k, v in states.items() if v == "failed"), key=int),
-            "interrupted": sorted((k for k, v in states.items() if v == "interrupted"), key=int)}
+            "interrupted": sorted((k for k, v in states.items() if v == "interrupted"), key=int),
+            "damaged": {k: reason for k, (v, reason) in sorted(detail.items(), key=lambda kv: int(kv[0]))
+                        if v == "damaged"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m twm.sweep status sweep_dir=PATH [stale_minutes=10]\n")
         return 2
     try:
-        report = status(args["sweep_dir"], float(args.get("stale_minutes", 10)))
+        stale = float(args.get("stale_minutes", 10))
+    except ValueError:
+        sys.stderr.write(f"twm.sweep: stale_minutes={args['stale_minutes']!r} is not a number (minutes, e.g. "
+                         "stale_minutes=10)\n")
+        return 2
+    try:
+        report = status(args["sweep_dir"], stale)
     except FileNotFoundError as err:
         sys.stderr.write(f"twm.sweep: {err}\n")
         return 2
@@ -100,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     for state in ("failed", "interrupted"):
         if report[state]:
             print(f"  {state}: jobs {', '.join(report[state])}")
-    return 0
+    for job, reason in report["damaged"].items():
+        print(f"  damaged: job {job}: {reason}")
+    return 1 if report["damaged"] else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ callbacks, exactly as ``python -m twm.train`` would give it, and its checkpoint 
 """
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ class EnsembleLauncher(Launcher):
         import torch
 
         from twm.train.pipeline import prepare, train_packed
+        from twm.train.signals import StopRequested
 
         if self.config.get("num_threads"):
             torch.set_num_threads(int(self.config.num_threads))
@@ -82,7 +84,13 @@ class EnsembleLauncher(Launcher):
             if ret.status == JobStatus.COMPLETED:
                 prepared.append((len(returns) - 1, ret.return_value))
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        results = train_packed([p for _, p in prepared], self.max_members, self.device, self.shard, self.n_shards)
+        try:
+            results = train_packed([p for _, p in prepared], self.max_members, self.device, self.shard,
+                                   self.n_shards)
+        except StopRequested as err:
+            sys.stderr.write(f"twm.train: {err}; every run of the pack is checkpointed at that step and marked "
+                             "interrupted: relaunch the same command to resume\n")
+            sys.exit(128 + err.signum)
         for (position, _), summary in zip(prepared, results):
             returns[position].return_value = summary.get("test_accuracy") if summary else None
         return returns

@@ -19,10 +19,15 @@ network without Lightning.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import math
 import os
 import shutil
+import socket
+import threading
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -40,8 +45,12 @@ METRICS = "metrics.csv"
 METRICS_BACKUP = "metrics.resume.csv"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
+PREVIOUS = "prev.ckpt"
 FINGERPRINT = "fingerprint.json"
 CONFIG = ".hydra/config.yaml"
+LOCK = "run.lock"
+OWNER = "owner.json"
+HEARTBEAT_SECONDS = 10.0
 SUMMARY_KEYS = (
     "status", "steps", "seed", "task", "task_id", "s", "d", "hidden_size", "l2", "curriculum", "threshold",
     "final_horizon", "step_reached_max_horizon", "train_loss", "train_accuracy", "test_accuracy", "wall_seconds",
@@ -51,6 +60,65 @@ STATE_VERSION = 2
 
 class FolderError(ValueError):
     """A run folder that cannot take this run (it holds another configuration)."""
+
+
+class Damaged(ValueError):
+    """A file of a run folder that cannot be trusted: unreadable JSON, a checkpoint whose checksum does not match."""
+
+
+class Busy(RuntimeError):
+    """The run folder is being trained by another live process; ``owner``: its pid, host and heartbeat."""
+
+    def __init__(self, folder: RunFolder, owner: dict | None):
+        self.owner = owner or {}
+        where = (f"pid {self.owner.get('pid')} on host {self.owner.get('host')}" if owner else
+                 "another process (no owner record yet)")
+        super().__init__(f"running in {where}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Heartbeats:
+    """One daemon thread per process that rewrites ``owner.json`` of every held run folder every
+    ``HEARTBEAT_SECONDS``: a process that dies stops refreshing them (liveness across hosts)."""
+
+    def __init__(self):
+        self.folders: set = set()
+        self.guard = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def add(self, folder: RunFolder) -> None:
+        with self.guard:
+            self.folders.add(folder)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="twm-heartbeat", daemon=True)
+                self.thread.start()
+
+    def discard(self, folder: RunFolder) -> None:
+        with self.guard:
+            self.folders.discard(folder)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            with self.guard:
+                folders = list(self.folders)
+            for folder in folders:
+                try:
+                    folder.write_owner()
+                except OSError:
+                    pass  # a full or vanished disk: the owner record ages, status says so
+
+
+HEARTBEATS = _Heartbeats()
 
 
 @dataclass
@@ -196,6 +264,73 @@ class RunFolder:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._lock = None
+        self._started = None
+
+    # -- ownership: one process trains a folder at a time ----------------------------------------------------------
+    def acquire(self) -> None:
+        """Take the folder's lock (``run.lock``, an ``flock`` the kernel drops when the process dies, so a dead
+        owner's lock is reclaimed at once) and record ``owner.json`` (pid, host, heartbeat). Raises :class:`Busy`
+        when a live process holds it."""
+        from filelock import FileLock, Timeout
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path / LOCK))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise Busy(self, self.owner()) from None
+        self._lock, self._started = lock, time.time()
+        self.write_owner()
+        HEARTBEATS.add(self)
+
+    def release(self) -> None:
+        if self._lock is None:
+            return
+        HEARTBEATS.discard(self)
+        (self.path / OWNER).unlink(missing_ok=True)
+        self._lock.release()
+        self._lock = None
+
+    def write_owner(self) -> None:
+        write_json(self.path / OWNER, {"pid": os.getpid(), "host": socket.gethostname(), "started": self._started,
+                                       "heartbeat": time.time()})
+
+    def owner(self) -> dict | None:
+        """The owner record, or ``None`` (no owner, or an unreadable record)."""
+        try:
+            return json.loads((self.path / OWNER).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def owner_alive(self, owner: dict | None = None) -> bool:
+        """Whether the recorded owner still runs: on this host, its pid exists; elsewhere, its heartbeat is less
+        than three periods old."""
+        owner = self.owner() if owner is None else owner
+        if not owner:
+            return False
+        if owner.get("host") == socket.gethostname():
+            return _pid_alive(owner.get("pid", -1))
+        return time.time() - float(owner.get("heartbeat", 0)) < 3 * HEARTBEAT_SECONDS
+
+    def state(self) -> tuple[str, str | None]:
+        """``(state, reason)``: completed, running, interrupted, failed, not started, missing or damaged (with the
+        reason: an unreadable summary, a completed run whose checkpoint no longer matches its checksum)."""
+        try:
+            summary = self.read_summary()
+        except Damaged as err:
+            return "damaged", str(err)
+        status = (summary or {}).get("status")
+        if status == "completed":
+            reason = self.checkpoint_damage(self.checkpoint_path)
+            return ("damaged", f"completed, but {reason}") if reason else ("completed", None)
+        if status == "failed":
+            return "failed", summary.get("error")
+        if self.owner_alive():
+            return "running", None
+        if status == "interrupted" or self.checkpoint_path.exists() or self.metrics_path.exists():
+            return "interrupted", None
+        return ("not started" if (self.path / ".hydra").exists() else "missing"), None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -244,11 +379,24 @@ class RunFolder:
 
     # -- summary ---------------------------------------------------------------------------------------------------
     def read_summary(self) -> dict | None:
+        """The summary, ``None`` when there is none; raises :class:`Damaged` when it cannot be read."""
         path = self.path / SUMMARY
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise Damaged(f"{SUMMARY} is unreadable ({type(err).__name__}: {err})") from None
+        if not isinstance(summary, dict):
+            raise Damaged(f"{SUMMARY} does not hold a JSON object")
+        return summary
 
     def is_completed(self) -> bool:
-        return (self.read_summary() or {}).get("status") == "completed"
+        """A readable summary that says "completed" (a damaged summary is rebuilt from the checkpoint)."""
+        try:
+            return (self.read_summary() or {}).get("status") == "completed"
+        except Damaged:
+            return False
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.path / SUMMARY, summary)
@@ -272,21 +420,80 @@ class RunFolder:
         return summary
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def checksum_path(path: Path) -> Path:
+        return path.with_name(path.name + ".sha256")
+
     def save_checkpoint(self, payload: dict, path=None) -> None:
-        """Write a checkpoint atomically (temporary file, fsync, rename)."""
+        """Write a checkpoint atomically (temporary file, fsync, rename) with its checksum beside it
+        (``<name>.sha256``: sha256, bytes, step); the previous good ``last.ckpt`` is kept as ``prev.ckpt``."""
         path = Path(path or self.checkpoint_path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        data = buffer.getvalue()
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: the last good checkpoint stays as it was
+            raise
+        meta = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                "step": int(payload.get("global_step", -1))}
+        if path == self.checkpoint_path and path.exists() and self.checkpoint_damage(path) is None:
+            previous = path.with_name(PREVIOUS)
+            os.replace(path, previous)
+            if self.checksum_path(path).exists():
+                os.replace(self.checksum_path(path), self.checksum_path(previous))
+            else:
+                self.checksum_path(previous).unlink(missing_ok=True)
         os.replace(tmp, path)
+        write_json(self.checksum_path(path), meta)
+
+    def checkpoint_damage(self, path: Path) -> str | None:
+        """Why ``path`` cannot be trusted (missing, checksum mismatch, unreadable), or ``None``. A checkpoint without
+        a checksum file (written by an older version, or a kill between the two renames) counts as good when it
+        loads."""
+        if not path.exists():
+            return f"{path.name} is missing"
+        try:
+            meta = json.loads(self.checksum_path(path).read_text())
+        except FileNotFoundError:
+            meta = None
+        except (OSError, ValueError):
+            return f"{path.name}'s checksum file is unreadable"
+        if meta is not None:
+            data = path.read_bytes()
+            if len(data) != meta.get("bytes") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+                return f"{path.name} does not match its checksum ({len(data)} bytes, {meta.get('bytes')} recorded)"
+            return None
+        try:
+            torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001  (any unreadable file)
+            return f"{path.name} is unreadable ({type(err).__name__})"
+        return None
+
+    def resume_path(self) -> tuple[Path | None, str | None]:
+        """The checkpoint to continue from and, when it is not ``last.ckpt``, why: the latest if it is good, else
+        the previous one, else none (a clean restart)."""
+        last = self.checkpoint_path
+        if not last.exists() and not last.with_name(PREVIOUS).exists():
+            return None, None
+        damage = self.checkpoint_damage(last)
+        if damage is None:
+            return last, None
+        previous = last.with_name(PREVIOUS)
+        if previous.exists() and self.checkpoint_damage(previous) is None:
+            return previous, f"{damage}: resuming from {PREVIOUS}"
+        return None, f"{damage} and no good previous checkpoint: restarting from scratch"
 
     def load_checkpoint(self) -> dict | None:
-        if not self.checkpoint_path.exists():
-            return None
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        """The checkpoint :meth:`resume_path` chooses, loaded on the CPU (``None`` without a good one)."""
+        path, _ = self.resume_path()
+        return None if path is None else torch.load(path, map_location="cpu", weights_only=False)
 
     def checkpoint_step(self) -> int | None:
         ckpt = self.load_checkpoint()

@@ -48,7 +48,9 @@ from twm.model import ElmanRNN
 from twm.run.folder import AdamState, TrainState, adam_state, checkpoint_payload
 from twm.run.spec import RunSpec
 from twm.tasks import binary_structure, sample, unrolled_sources
+from twm.train import signals
 from twm.train.job import Job
+from twm.train.signals import StopRequested
 
 log = logging.getLogger("twm.ensemble")
 
@@ -555,7 +557,8 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
     summary (:meth:`RunFolder.finalise`, plus ``ensemble_size``). A job whose folder is completed is skipped; one
     with a checkpoint of either engine resumes from it. Returns one summary per job (``None`` without a folder).
     ``progress(step, max_steps, info)`` is called every ``progress_every`` ensemble steps (else a log line). On an
-    exception every unfinished job's summary says "failed"."""
+    exception every unfinished job's summary says "failed"; on a signal (``twm.train.signals``) every member is
+    checkpointed at the step just taken and its summary says "interrupted"."""
     jobs = list(jobs)
     summaries: list[dict | None] = [None] * len(jobs)
     todo = []
@@ -635,6 +638,10 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
                     finish(k)
                 elif trainer.steps[k] % job.spec.checkpoint_every == 0:
                     save(k)
+            if signals.requested() is not None:
+                for k in trainer.slots:
+                    save(k)
+                signals.check(max(trainer.steps))
             if iteration % progress_every == 0:
                 info = _info(trainer, results, model_steps, time.perf_counter() - t0)
                 if progress is not None:
@@ -645,10 +652,11 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
                              info["mean_accuracy"], info["horizons"], info["model_steps_per_s"])
     except BaseException as err:
         message = f"{type(err).__name__}: {err}"
+        status = "interrupted" if isinstance(err, (StopRequested, KeyboardInterrupt)) else "failed"
         for k, job in enumerate(members):
             if k not in finished and job.folder is not None:
-                summaries[todo[k]] = job.folder.finalise(job.spec, "failed", error=message,
-                                                         failed_at_step=trainer.steps[k])
+                summaries[todo[k]] = job.folder.finalise(job.spec, status, error=message,
+                                                         stopped_at_step=trainer.steps[k])
         raise
     return summaries
 

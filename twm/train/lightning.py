@@ -9,17 +9,21 @@ resumed run continues the stream an uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, IterableDataset
 
 from twm.metrics import output_mse, sign_accuracy
 from twm.run.folder import RunFolder, TrainState
 from twm.run.spec import RunSpec
 from twm.tasks import sample
+from twm.train.signals import StopRequested
 
 
 class _Ticks(IterableDataset):
@@ -119,13 +123,20 @@ def fit(spec: RunSpec, folder: RunFolder, loggers=(), callbacks=()) -> None:
     """Train ``spec`` into ``folder`` with Lightning, resuming from its checkpoint if it has one, and save the
     final checkpoint (the summary is :meth:`RunFolder.finalise`'s job)."""
     module = HDSModule(spec)
-    resume = folder.checkpoint_path if folder.checkpoint_path.exists() else None
+    resume, _ = folder.resume_path()
+    plugins = [FolderCheckpointIO(folder)]
+    if SLURMEnvironment.detect():  # the pipeline handles SLURM's signals (twm.train.signals), not Lightning
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = pl.Trainer(
         accelerator={"cuda": "gpu"}.get(spec.device, spec.device), devices=1, max_steps=spec.steps, max_epochs=-1,
         gradient_clip_val=spec.optim.clip, log_every_n_steps=1, deterministic=spec.deterministic,
         precision=spec.precision, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         callbacks=list(callbacks), logger=list(loggers) or False, default_root_dir=str(folder.path),
-        plugins=[FolderCheckpointIO(folder)],
+        plugins=plugins,
     )
-    trainer.fit(module, ckpt_path=str(resume) if resume is not None else None)
+    try:
+        trainer.fit(module, ckpt_path=str(resume) if resume is not None else None)
+    except SIGTERMException:  # Lightning stops at the end of the step in which SIGTERM arrived: checkpoint it
+        trainer.save_checkpoint(folder.checkpoint_path)
+        raise StopRequested(signal.SIGTERM, trainer.global_step) from None
     trainer.save_checkpoint(folder.checkpoint_path)

@@ -20,12 +20,14 @@ import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from twm.run.folder import FolderError, RunFolder
+from twm.run.folder import Busy, FolderError, RunFolder
 from twm.run.spec import RunSpec
+from twm.train import signals
 from twm.train.config import ConfigError, validate
 from twm.train.job import Job
+from twm.train.signals import StopOnSignal, StopRequested
 
 log = logging.getLogger("twm.train")
 
@@ -56,8 +58,8 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 def prepare(cfg: DictConfig) -> Job:
-    """Check the config, claim the run folder and build the job (no training). A completed folder gets a job
-    without loggers or callbacks: nothing will touch it."""
+    """Check the config, claim the run folder (its fingerprint) and describe the job; nothing is trained, opened
+    or locked yet (:func:`start` does that)."""
     validate(cfg)
     spec = RunSpec.from_config(cfg)
     folder = RunFolder(cfg.paths.output_dir)
@@ -65,50 +67,99 @@ def prepare(cfg: DictConfig) -> Job:
         folder.claim(spec, cfg)
     except FolderError as err:
         raise ConfigError("hydra.run.dir", str(folder.path), f"a fresh folder: {err}") from None
-    if folder.is_completed():
-        return Job(spec, folder)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
-    return Job(spec, folder, build_loggers(cfg, folder, folder.checkpoint_step()), build_callbacks(cfg))
+    # resolved now: the ensemble launcher starts jobs after Hydra's job context (``${hydra:...}``) has ended
+    kept = {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg.get(key), DictConfig)
+            else cfg.get(key) for key in ("logger", "callbacks", "num_threads")}
+    return Job(spec, folder, OmegaConf.create(kept))
+
+
+def start(job: Job) -> None:
+    """Take the job's folder (:class:`twm.run.folder.Busy` if a live process holds it) and, unless it is
+    completed, open its loggers (the CSV resumes at the checkpoint it will continue from) and callbacks."""
+    signals.install()
+    signals.check()  # a stop was requested earlier in this process: start nothing more
+    job.folder.acquire()
+    if job.folder.is_completed() or job.cfg is None:
+        return
+    path, note = job.folder.resume_path()
+    if note:
+        log.warning("%s: %s", job.folder.path, note)
+    step = None if path is None else job.folder.checkpoint_step()
+    if job.cfg.get("num_threads"):
+        torch.set_num_threads(int(job.cfg.num_threads))
+    job.loggers = build_loggers(job.cfg, job.folder, step)
+    job.callbacks = build_callbacks(job.cfg)
+
+
+def stop(job: Job) -> None:
+    """Close the job's loggers and release its folder."""
+    for logger in job.loggers:
+        logger.finalize("success")
+    if any(type(lg).__name__ == "WandbLogger" for lg in job.loggers):
+        import wandb
+
+        wandb.finish()
+    job.loggers = []
+    job.folder.release()
 
 
 def run_lightning(job: Job) -> dict:
-    """Train one job with the Lightning engine (or only finalise it) and return its summary."""
+    """Train one job with the Lightning engine (or only finalise it) and return its summary. A signal stops it at
+    a step boundary with a checkpoint and the summary status "interrupted" (:class:`StopRequested` is re-raised
+    after any earlier handler, e.g. submitit's requeue, has run)."""
     from twm.train.lightning import fit
 
+    start(job)
     spec, folder = job.spec, job.folder
-    if folder.is_completed():
-        log.info("run already completed (%s): nothing to do", folder.path / "summary.json")
-        return folder.read_summary()
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message="Experiment logs directory")
-    pl.seed_everything(spec.seed, workers=True, verbose=False)
-    step = folder.checkpoint_step()
-    if step is not None:
-        log.info("resuming from %s (step %d)", folder.checkpoint_path, step)
-    start = time.perf_counter()
     try:
-        if step is None or step < spec.steps:
-            fit(spec, folder, job.loggers, job.callbacks)
-        summary = folder.finalise(spec)
-    except BaseException as err:
-        folder.finalise(spec, "failed", error=f"{type(err).__name__}: {err}")
-        raise
+        if folder.is_completed():
+            damage = folder.checkpoint_damage(folder.checkpoint_path)
+            if damage:
+                log.warning("%s: completed, but %s; left as it is (train it again in a fresh folder)", folder.path,
+                            damage)
+            else:
+                log.info("run already completed (%s): nothing to do", folder.path / "summary.json")
+            return folder.read_summary()
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message="Experiment logs directory")
+        pl.seed_everything(spec.seed, workers=True, verbose=False)
+        step = folder.checkpoint_step()
+        if step is not None:
+            log.info("resuming from step %d (%s)", step, folder.path)
+        begin = time.perf_counter()
+        try:
+            if step is None or step < spec.steps:
+                fit(spec, folder, job.loggers, [*job.callbacks, StopOnSignal(folder.checkpoint_path)])
+            summary = folder.finalise(spec)
+        except StopRequested as err:
+            folder.finalise(spec, "interrupted", error=str(err))
+            log.warning("%s: %s; checkpoint saved, relaunch to resume", folder.path, err)
+            stop(job)
+            signals.chain(err)
+            raise
+        except BaseException as err:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            try:
+                folder.finalise(spec, status, error=f"{type(err).__name__}: {err}")
+            except OSError as write_error:  # e.g. the disk that stopped the run is still full
+                log.warning("%s: could not write the summary (%s)", folder.path, write_error)
+            raise
+        log.info("completed %d steps in %.1f s: test accuracy %.4f (H = %d), %s", summary["steps"],
+                 time.perf_counter() - begin, summary["test_accuracy"], spec.data.test_horizon, folder.path)
+        return summary
     finally:
-        for logger in job.loggers:
-            logger.finalize("success")
-        if any(type(lg).__name__ == "WandbLogger" for lg in job.loggers):
-            import wandb
-
-            wandb.finish()
-    log.info("completed %d steps in %.1f s: test accuracy %.4f (H = %d), %s", summary["steps"],
-             time.perf_counter() - start, summary["test_accuracy"], spec.data.test_horizon, folder.path)
-    return summary
+        stop(job)
 
 
 def train(cfg: DictConfig) -> dict:
-    """Train one run into ``cfg.paths.output_dir``; returns its summary (also written as ``summary.json``)."""
-    return run_lightning(prepare(cfg))
+    """Train one run into ``cfg.paths.output_dir``; returns its summary (also written as ``summary.json``). A
+    folder that another live process is training is skipped (returned summary: status "skipped")."""
+    job = prepare(cfg)
+    try:
+        return run_lightning(job)
+    except Busy as err:
+        log.warning("job %s: %s, skipped", job.folder.name, err)
+        return {"status": "skipped", "reason": str(err)}
 
 
 def pack(jobs: list[Job], max_members: int) -> list[list[int]]:
@@ -147,20 +198,39 @@ def train_packed(jobs: list[Job], max_members: int, device: str = "auto", shard:
     for g, idx in enumerate(groups):
         if g % n_shards != shard:
             continue
-        group = [jobs[i] for i in idx]
+        group, taken = [], []
+        for i in idx:
+            try:
+                start(jobs[i])
+            except Busy as err:
+                log.info("job %s: %s, skipped", jobs[i].folder.name, err)
+                continue
+            group.append(jobs[i])
+            taken.append(i)
+        if not group:
+            continue
         todo = sum(not job.folder.is_completed() for job in group)
         log.info("ensemble %d/%d: %d runs (%d to train), hidden %d, on %s", g + 1, len(groups), len(group), todo,
                  group[0].spec.model.hidden_size, device)
-        start = time.perf_counter()
+        begin = time.perf_counter()
 
-        def progress(step, max_steps, info, g=g, start=start):
-            rate = step / max(time.perf_counter() - start, 1e-9)
+        def progress(step, max_steps, info, g=g, begin=begin):
+            rate = step / max(time.perf_counter() - begin, 1e-9)
             log.info("ensemble %d/%d: step %d/%d, %d active, %.1f model-steps/s, eta %dm", g + 1, len(groups), step,
                      max_steps, info["active"], info["model_steps_per_s"], (max_steps - step) / max(rate, 1e-9) // 60)
             if on_progress is not None:
                 on_progress(step, max_steps, info)
 
-        summaries = train_ensemble(group, device=device, progress=progress, progress_every=progress_every)
-        for i, summary in zip(idx, summaries):
+        try:
+            summaries = train_ensemble(group, device=device, progress=progress, progress_every=progress_every)
+        except StopRequested as err:
+            for job in group:
+                stop(job)
+            signals.chain(err)
+            raise
+        finally:
+            for job in group:
+                stop(job)
+        for i, summary in zip(taken, summaries):
             results[i] = summary
     return results
