@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
@@ -124,7 +124,8 @@ HEARTBEATS = _Heartbeats()
 @dataclass
 class TrainState:
     """The ``"twm"`` entry of a checkpoint: what a run needs besides weights and Adam moments to continue exactly,
-    and what its summary is built from. ``last_horizon`` is the horizon of the last step taken."""
+    and what its summary is built from. ``last_horizon`` is the horizon of the last step taken; ``resumed_at``: the
+    steps at which the run was resumed from a checkpoint (by either engine)."""
 
     steps: int
     curriculum: dict
@@ -135,6 +136,7 @@ class TrainState:
     last_horizon: int | None = None
     wall_seconds: float = 0.0
     engine: str = "lightning"
+    resumed_at: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"version": STATE_VERSION, **asdict(self)}
@@ -559,8 +561,8 @@ def _row_step(row: dict, header) -> int | None:
 
 
 def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_accuracy: float | None) -> dict:
-    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr`` and ``engine``) from its spec and its
-    checkpointed state."""
+    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr``, ``engine`` and ``resumed_at``) from its
+    spec and its checkpointed state."""
     curriculum = spec.curriculum.build()
     if state is not None:
         curriculum.load_state_dict(state.curriculum)
@@ -585,6 +587,7 @@ def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_acc
         "wall_seconds": round(state.wall_seconds, 3) if state else 0.0,
         "lr": spec.optim.lr,
         "engine": state.engine if state else None,
+        "resumed_at": list(state.resumed_at) if state else [],
     }
 
 

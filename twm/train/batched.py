@@ -133,6 +133,7 @@ class EnsembleTrainer:
         self.last_loss = [float("nan")] * K
         self.last_accuracy = [float("nan")] * K
         self.last_horizon: list[int | None] = [None] * K
+        self.resumed_at: list[list[int]] = [[] for _ in range(K)]
         self._retired: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
         # data: binary operators become one gather per group (index into the (B, s*d) substrate, sign)
@@ -227,7 +228,8 @@ class EnsembleTrainer:
                           data_generator=self.gens[i].get_state(),
                           step_reached_max_horizon=self.step_reached_max_horizon[i],
                           train_loss=self.last_loss[i], train_accuracy=self.last_accuracy[i],
-                          last_horizon=self.last_horizon[i], wall_seconds=wall_seconds, engine="batched")
+                          last_horizon=self.last_horizon[i], wall_seconds=wall_seconds, engine="batched",
+                          resumed_at=list(self.resumed_at[i]))
 
     def restore(self, i: int, weights: dict, adam: AdamState, state: TrainState) -> None:
         """Restore member ``i`` from a checkpoint of either engine (weights with or without the ``model.``
@@ -249,6 +251,7 @@ class EnsembleTrainer:
         self.last_loss[i] = float("nan") if state.train_loss is None else float(state.train_loss)
         self.last_accuracy[i] = float("nan") if state.train_accuracy is None else float(state.train_accuracy)
         self.last_horizon[i] = state.last_horizon
+        self.resumed_at[i] = [*state.resumed_at, int(state.steps)]
         if self.steps[i] >= self.specs[i].steps:
             self._retire([i])
 

@@ -51,6 +51,7 @@ class HDSModule(pl.LightningModule):
         self.curriculum = spec.curriculum.build()
         self.step_reached_max_horizon: int | None = None
         self.last: dict = {}
+        self.resumed_at: list[int] = []
         self.wall_offset, self._t0 = 0.0, None
 
     @property
@@ -94,7 +95,7 @@ class HDSModule(pl.LightningModule):
         return TrainState(steps=int(self.trainer.global_step), curriculum=self.curriculum.state_dict(),
                           data_generator=self.data_generator.get_state(),
                           step_reached_max_horizon=self.step_reached_max_horizon, wall_seconds=wall,
-                          engine="lightning", **self.last)
+                          engine="lightning", resumed_at=list(self.resumed_at), **self.last)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["twm"] = self.train_state().to_dict()
@@ -107,6 +108,7 @@ class HDSModule(pl.LightningModule):
         self.last = {"train_loss": state.train_loss, "train_accuracy": state.train_accuracy,
                      "last_horizon": state.last_horizon}
         self.wall_offset = float(state.wall_seconds)
+        self.resumed_at = [*state.resumed_at, int(state.steps)]
 
 
 class FolderCheckpointIO(TorchCheckpointIO):
