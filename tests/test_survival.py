@@ -87,6 +87,25 @@ def test_sigterm_checkpoints_marks_interrupted_and_the_relaunch_equals_an_uninte
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT])
+def test_each_signal_at_a_known_step_resumes_exactly(tmp_path, signum):
+    """The signal arrives inside step 137's batch-end hooks: Lightning's own SIGTERM stop and this project's stop
+    for the others both end with the checkpoint of step 137 and every metrics row once."""
+    overrides = _overrides(300, 100)
+    train(compose_train(overrides, tmp_path / "clean"))
+    run = tmp_path / "run"
+    sig = ["+callbacks.sig._target_=tests.helpers.callbacks.SignalAt", "+callbacks.sig.step=137",
+           f"+callbacks.sig.signum={int(signum)}"]
+    proc = _cli("twm.train", *overrides, *sig, f"hydra.run.dir={run}")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum and "Traceback" not in err, err
+    assert RunFolder(run).read_summary()["status"] == "interrupted" and RunFolder(run).checkpoint_step() == 137
+    assert _steps(run) == list(range(137))
+    assert _cli("twm.train", *overrides, f"hydra.run.dir={run}").wait(timeout=120) == 0
+    _equal_runs(tmp_path / "clean", run)
+
+
+@pytest.mark.slow
 def test_sigusr1_stops_an_ensemble_launch_and_the_relaunch_resumes(tmp_path):
     args = ["twm.train", "sweep=smoke", "launcher=ensemble", "trainer.max_steps=1200",
             "callbacks.checkpoint.every_n_train_steps=100"]

@@ -12,3 +12,16 @@ class CrashAt(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step >= self.step:
             raise RuntimeError(f"simulated crash at step {trainer.global_step}")
+
+
+class SignalAt(pl.Callback):
+    """Send ``signum`` to this process in the batch-end hooks of step ``step``: a signal at a known instant."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        import os
+
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)

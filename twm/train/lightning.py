@@ -20,9 +20,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, IterableDataset
 
 from twm.metrics import output_mse, sign_accuracy
-from twm.run.folder import RunFolder, TrainState
+from twm.run.folder import RunFolder, TrainState, lightning_loops
 from twm.run.spec import RunSpec
 from twm.tasks import sample
+from twm.train import signals
 from twm.train.signals import StopRequested
 
 
@@ -121,6 +122,31 @@ class FolderCheckpointIO(TorchCheckpointIO):
         self.folder.save_checkpoint(checkpoint, path)
 
 
+def save_step_checkpoint(trainer: pl.Trainer, folder: RunFolder) -> None:
+    """Checkpoint the step just taken with the loop state of a checkpoint saved in that step's batch-end hooks
+    (what ``ModelCheckpoint`` writes and what a resume expects), whenever it is called."""
+    scratch = folder.checkpoint_path.with_name("signal.ckpt")
+    trainer.save_checkpoint(scratch)
+    payload = torch.load(scratch, map_location="cpu", weights_only=False)
+    payload["loops"] = lightning_loops(trainer.global_step)
+    folder.save_checkpoint(payload)
+    scratch.unlink()
+    folder.checksum_path(scratch).unlink(missing_ok=True)
+
+
+class StopOnSignal(pl.Callback):
+    """The step-boundary stop for the signals Lightning leaves alone (SIGUSR1/2, Ctrl-C; SIGTERM is Lightning's):
+    before the next step starts, when the last step's metrics are logged, checkpoint it and stop."""
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if signals.requested() is not None:
+            save_step_checkpoint(trainer, self.folder)
+            signals.check(trainer.global_step)
+
+
 def fit(spec: RunSpec, folder: RunFolder, loggers=(), callbacks=()) -> None:
     """Train ``spec`` into ``folder`` with Lightning, resuming from its checkpoint if it has one, and save the
     final checkpoint (the summary is :meth:`RunFolder.finalise`'s job)."""
@@ -133,12 +159,12 @@ def fit(spec: RunSpec, folder: RunFolder, loggers=(), callbacks=()) -> None:
         accelerator={"cuda": "gpu"}.get(spec.device, spec.device), devices=1, max_steps=spec.steps, max_epochs=-1,
         gradient_clip_val=spec.optim.clip, log_every_n_steps=1, deterministic=spec.deterministic,
         precision=spec.precision, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=list(callbacks), logger=list(loggers) or False, default_root_dir=str(folder.path),
+        callbacks=[*callbacks, StopOnSignal(folder)], logger=list(loggers) or False, default_root_dir=str(folder.path),
         plugins=plugins,
     )
     try:
         trainer.fit(module, ckpt_path=str(resume) if resume is not None else None)
-    except SIGTERMException:  # Lightning stops at the end of the step in which SIGTERM arrived: checkpoint it
-        trainer.save_checkpoint(folder.checkpoint_path)
+    except SIGTERMException:  # Lightning stops at the end of the step in which SIGTERM arrived
+        save_step_checkpoint(trainer, folder)
         raise StopRequested(signal.SIGTERM, trainer.global_step) from None
     trainer.save_checkpoint(folder.checkpoint_path)

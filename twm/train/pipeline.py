@@ -27,7 +27,7 @@ from twm.run.spec import RunSpec
 from twm.train import signals
 from twm.train.config import ConfigError, validate
 from twm.train.job import Job
-from twm.train.signals import StopOnSignal, StopRequested
+from twm.train.signals import StopRequested
 
 log = logging.getLogger("twm.train")
 
@@ -129,7 +129,7 @@ def run_lightning(job: Job) -> dict:
         begin = time.perf_counter()
         try:
             if step is None or step < spec.steps:
-                fit(spec, folder, job.loggers, [*job.callbacks, StopOnSignal(folder.checkpoint_path)])
+                fit(spec, folder, job.loggers, job.callbacks)
             summary = folder.finalise(spec)
         except StopRequested as err:
             folder.finalise(spec, "interrupted", error=str(err))

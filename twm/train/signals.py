@@ -12,8 +12,6 @@ from __future__ import annotations
 import signal
 import threading
 
-import lightning.pytorch as pl
-
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
 
@@ -63,19 +61,3 @@ def chain(err: StopRequested) -> None:
     previous = _state["previous"].get(err.signum)
     if callable(previous) and previous is not signal.default_int_handler:
         previous(err.signum, None)
-
-
-class StopOnSignal(pl.Callback):
-    """The Lightning engine's step-boundary check, before the next step starts (when the last step's metrics are
-    logged): checkpoint, then stop (:class:`StopRequested`)."""
-
-    def __init__(self, checkpoint_path):
-        self.checkpoint_path = checkpoint_path
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if requested() is not None:
-            trainer.save_checkpoint(self.checkpoint_path)
-            check(trainer.global_step)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        check(trainer.global_step)  # a signal during the last step: the final checkpoint follows
