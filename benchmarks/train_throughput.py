@@ -148,9 +148,8 @@ def engine_vs_trainer(n: int, K: int, steps: int) -> dict:
     step, progress lines, checkpoints every 500 steps, summaries) against the bare ``EnsembleTrainer`` loop."""
     import tempfile
 
-    from twm.train.batched import train_ensemble
     from twm.train.config import compose_train_config
-    from twm.train.pipeline import prepare
+    from twm.train.pipeline import prepare, train_packed
 
     F = get_task("repeat_copy", S, D).F
     trainer = EnsembleTrainer([fixed_spec(F, n, seed, L2S[seed % len(L2S)]) for seed in range(1, K + 1)])
@@ -166,7 +165,7 @@ def engine_vs_trainer(n: int, K: int, steps: int) -> dict:
                                               f"optimizer.l2={L2S[seed % len(L2S)]}", "data.test_batches=1"],
                                              f"{tmp}/{seed}")) for seed in range(1, K + 1)]
         t0 = time.perf_counter()
-        train_ensemble(jobs, progress_every=10**9)
+        train_packed(jobs, K, "cpu", progress_every=10**9)  # starts each job: its loggers and callbacks
         engine = K * (steps + 1) / (time.perf_counter() - t0)
     return {"hidden": n, "K": K, "steps": steps, "trainer_model_steps_per_s": round(bare, 1),
             "engine_model_steps_per_s": round(engine, 1), "engine_fraction": round(engine / bare, 3)}

@@ -609,9 +609,7 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
         job = members[k]
         for cb in hooks[k]:
             cb.on_train_end(views[k], views[k])
-        save(k)
-        for logger in job.loggers:
-            logger.finalize("success")
+        save(k)  # flushes the loggers; closing them is the pipeline's (twm.train.pipeline.stop)
         if job.folder is not None:
             summaries[todo[k]] = job.folder.finalise(job.spec, ensemble_size=len(jobs))
         finished.add(k)

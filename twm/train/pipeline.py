@@ -134,8 +134,7 @@ def run_lightning(job: Job) -> dict:
         except StopRequested as err:
             folder.finalise(spec, "interrupted", error=str(err))
             log.warning("%s: %s; checkpoint saved, relaunch to resume", folder.path, err)
-            stop(job)
-            signals.chain(err)
+            signals.chain(err)  # may exit (submitit's requeue): the finally below still releases the folder
             raise
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -224,9 +223,7 @@ def train_packed(jobs: list[Job], max_members: int, device: str = "auto", shard:
         try:
             summaries = train_ensemble(group, device=device, progress=progress, progress_every=progress_every)
         except StopRequested as err:
-            for job in group:
-                stop(job)
-            signals.chain(err)
+            signals.chain(err)  # may exit (submitit's requeue): the finally below still releases the folders
             raise
         finally:
             for job in group:
