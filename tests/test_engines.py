@@ -7,8 +7,6 @@ curriculum that advances at least twice and at least 200 steps (the first test c
 import json
 import math
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -345,28 +343,8 @@ def test_summary_is_rebuilt_from_the_checkpoint(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the two launchers on one sweep
+# the two launchers on one sweep: tests/test_wandb.py (with W&B on)
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_ensemble_and_basic_launchers_give_equal_run_folders(tmp_path):
-    extra = ["optimizer.lr=0.004", "trainer.gradient_clip_val=0.2"]
-    env = {"WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    for launcher in ("basic", "ensemble"):
-        proc = subprocess.run([sys.executable, "-m", "twm.train", "sweep=smoke", f"launcher={launcher}", *extra,
-                               f"hydra.sweep.dir={tmp_path / launcher}"], cwd=ROOT, capture_output=True, text=True,
-                              env=env, timeout=600, stdin=subprocess.DEVNULL)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    for job in range(4):
-        a, b = (RunFolder(tmp_path / launcher / str(job)) for launcher in ("basic", "ensemble"))
-        sa, sb = a.read_summary(), b.read_summary()
-        assert (sa["engine"], sb["engine"]) == ("lightning", "batched") and sb["lr"] == 0.004
-        for key in ("status", "steps", "seed", "l2", "lr", "threshold", "final_horizon", "step_reached_max_horizon"):
-            assert sa[key] == sb[key], (job, key)
-        assert sa["train_loss"] == pytest.approx(sb["train_loss"], abs=1e-5)
-        assert sa["test_accuracy"] == pytest.approx(sb["test_accuracy"], abs=2e-3)
-        assert a.spec().identity() == b.spec().identity()
-
-
 def test_batched_run_folders_follow_the_contract_and_completed_ones_are_skipped(tmp_path):
     from twm.run.folder import SUMMARY_KEYS
 

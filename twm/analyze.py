@@ -37,6 +37,7 @@ import torch
 from omegaconf import DictConfig
 
 from twm.analysis.basis import support_summary
+from twm.run import wandb as run_wandb
 from twm.run.folder import CHECKPOINTS, LAST, RunFolder, write_json
 
 log = logging.getLogger("twm.analyze")
@@ -410,7 +411,26 @@ def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> RunAnalysis:
         plots=run.plots,
     )
     write_json(run_dir / ANALYSIS, result.to_dict())
+    run_wandb.update_run(run_dir, wandb_summary(result), {f"analysis/{name}": run_dir / path
+                                                         for name, path in result.plots.items()})
     return result
+
+
+def wandb_summary(result: RunAnalysis) -> dict:
+    """The analysis figures a W&B run summary gets (keys ``analysis/...``): the spectral error (greedy and optimal
+    matching), the eigenvalue counts, whether they match, the Algorithm-1 support match, the first output step
+    below the length threshold, and the gradient decay rate at the end of training when it was probed."""
+    spectral, basis = result.spectral or {}, result.basis or {}
+    gradient = result.gradient_flow or {}
+    values = {
+        "spectral_error": spectral.get("error"), "spectral_error_optimal": spectral.get("error_optimal"),
+        "n_learned": spectral.get("n_learned"), "n_theory": spectral.get("n_theory"),
+        "counts_match": spectral.get("counts_match"), "spectral_radius": spectral.get("spectral_radius"),
+        "support_match": basis.get("support_match"),
+        "first_below": (result.length_generalisation or {}).get("first_below"),
+        "decay_rate": gradient.get("decay_rate_end"),
+    }
+    return {f"analysis/{k}": v for k, v in values.items()}
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -268,6 +268,7 @@ class RunFolder:
         self.path = Path(path)
         self._lock = None
         self._started = None
+        self.checkpoint_listeners: list = []  # called with the step of every checkpoint written to last.ckpt
 
     # -- ownership: one process trains a folder at a time ----------------------------------------------------------
     def acquire(self) -> None:
@@ -454,6 +455,9 @@ class RunFolder:
                 self.checksum_path(previous).unlink(missing_ok=True)
         os.replace(tmp, path)
         write_json(self.checksum_path(path), meta)
+        if path == self.checkpoint_path:
+            for listener in self.checkpoint_listeners:
+                listener(meta["step"])
 
     def checkpoint_damage(self, path: Path) -> str | None:
         """Why ``path`` cannot be trusted (missing, checksum mismatch, unreadable), or ``None``. A checkpoint without

@@ -10,11 +10,9 @@ uninterrupted run; one whose checkpoint already holds the last step only gets it
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from collections import defaultdict
-from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -22,34 +20,49 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from twm.run import wandb as run_wandb
 from twm.run.folder import Busy, FolderError, RunFolder
 from twm.run.spec import RunSpec
 from twm.train import signals
 from twm.train.config import ConfigError, validate
 from twm.train.job import Job
+from twm.train.loggers import WandbLogger
 from twm.train.signals import StopRequested
 
 log = logging.getLogger("twm.train")
 
 
-def _wandb_configured() -> bool:
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE"):
-        return True
-    netrc = Path.home() / ".netrc"
-    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
-
-
 def build_loggers(cfg: DictConfig, folder: RunFolder, resume_step: int | None) -> list:
-    """The configured Lightning loggers; a CSV logger resumes ``metrics.csv`` at ``resume_step``."""
+    """The configured Lightning loggers; a CSV logger resumes ``metrics.csv`` at ``resume_step``; a W&B logger
+    (:class:`twm.train.loggers.WandbLogger`) sends its metrics as the folder checkpoints them."""
     loggers = []
-    for name, node in (cfg.get("logger") or {}).items():
-        if name == "wandb" and not _wandb_configured():
-            os.environ["WANDB_MODE"] = "offline"  # no login, no network: never block
+    for node in (cfg.get("logger") or {}).values():
+        if "Wandb" in str(node.get("_target_", "")):
+            run_wandb.ensure_offline()  # no login, no network: never block
         logger = instantiate(node)
         if isinstance(logger, CSVLogger):
             folder.resume_csv(logger, resume_step)
+        if isinstance(logger, WandbLogger):
+            folder.checkpoint_listeners.append(logger.commit)
         loggers.append(logger)
     return loggers
+
+
+def _logger_config(cfg: DictConfig, spec: RunSpec) -> dict:
+    """The logger nodes, resolved, with what a W&B logger needs from the job: the flattened config, the spec and
+    the tags (``tags`` plus the sweep name)."""
+    nodes = OmegaConf.to_container(cfg.get("logger") or OmegaConf.create({}), resolve=True)
+    if not any("Wandb" in str(node.get("_target_", "")) for node in nodes.values()):
+        return nodes
+    whole = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    flat = run_wandb.flatten(whole)
+    tags = [str(t) for t in (cfg.get("tags") or [])]
+    if cfg.get("sweep_name") and str(cfg.sweep_name) not in tags:
+        tags.append(str(cfg.sweep_name))
+    for node in nodes.values():
+        if "Wandb" in str(node.get("_target_", "")):
+            node.update(config=flat, spec=spec.to_dict(), tags=tags, _convert_="all")
+    return nodes
 
 
 def build_callbacks(cfg: DictConfig) -> list:
@@ -69,7 +82,8 @@ def prepare(cfg: DictConfig) -> Job:
         raise ConfigError("hydra.run.dir", str(folder.path), f"a fresh folder: {err}") from None
     # resolved now: the ensemble launcher starts jobs after Hydra's job context (``${hydra:...}``) has ended
     kept = {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg.get(key), DictConfig)
-            else cfg.get(key) for key in ("logger", "callbacks", "num_threads")}
+            else cfg.get(key) for key in ("callbacks", "num_threads")}
+    kept["logger"] = _logger_config(cfg, spec)
     return Job(spec, folder, OmegaConf.create(kept))
 
 
@@ -92,14 +106,17 @@ def start(job: Job) -> None:
 
 
 def stop(job: Job) -> None:
-    """Close the job's loggers and release its folder."""
+    """Close the job's loggers (a W&B run gets the run's summary) and release its folder."""
+    try:
+        summary = job.folder.read_summary()
+    except ValueError:  # a damaged summary: the loggers close without it
+        summary = None
     for logger in job.loggers:
         logger.finalize("success")
-    if any(type(lg).__name__ == "WandbLogger" for lg in job.loggers):
-        import wandb
-
-        wandb.finish()
+        if isinstance(logger, WandbLogger):
+            logger.close(summary)
     job.loggers = []
+    job.folder.checkpoint_listeners.clear()
     job.folder.release()
 
 
