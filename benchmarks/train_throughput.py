@@ -171,6 +171,34 @@ def engine_vs_trainer(n: int, K: int, steps: int) -> dict:
             "engine_model_steps_per_s": round(engine, 1), "engine_fraction": round(engine / bare, 3)}
 
 
+def logger_overhead(n: int, K: int, steps: int, every: int = 10) -> dict:
+    """The batched engine end to end with ``logger=csv`` and with ``logger=wandb`` (offline; every member its own
+    W&B run): steady model-steps/s between the first and the last progress call (every ``every`` steps), and the
+    whole wall time including the fixed per-job costs (W&B run start and finish, final tests)."""
+    import tempfile
+
+    from twm.train.config import compose_train_config
+    from twm.train.pipeline import prepare, train_packed
+
+    out = {"hidden": n, "K": K, "steps": steps}
+    for logger in ("csv", "wandb"):
+        with tempfile.TemporaryDirectory() as tmp:
+            jobs = [prepare(compose_train_config(["curriculum=none", f"model.hidden_size={n}", f"logger={logger}",
+                                                  f"trainer.max_steps={steps}", f"seed={seed}",
+                                                  f"optimizer.l2={L2S[seed % len(L2S)]}", "data.test_batches=1"],
+                                                 f"{tmp}/{seed}")) for seed in range(1, K + 1)]
+            stamps = []
+            t0 = time.perf_counter()
+            train_packed(jobs, K, "cpu", on_progress=lambda step, *_: stamps.append((step, time.perf_counter())),
+                         progress_every=every)
+            wall = time.perf_counter() - t0
+        (s0, t_0), (s1, t_1) = stamps[0], stamps[-1]
+        out[f"{logger}_model_steps_per_s"] = round(K * (s1 - s0) / (t_1 - t_0), 1)
+        out[f"{logger}_wall_s"] = round(wall, 2)
+    out["wandb_fraction"] = round(out["wandb_model_steps_per_s"] / out["csv_model_steps_per_s"], 3)
+    return out
+
+
 def lightning_vs_bare(n: int, steps: int) -> dict:
     """The Lightning engine against the bare loop on the same model and data (hidden n, H = 100)."""
     F = get_task("repeat_copy").F
@@ -194,6 +222,8 @@ def main() -> None:
     )
     parser.add_argument("--engine", action="store_true",
                         help="only compare the batched engine end to end with its bare trainer (K = 40, CPU)")
+    parser.add_argument("--loggers", action="store_true",
+                        help="only compare the batched engine with logger=csv and logger=wandb (K = 40, CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64, 32])
@@ -221,6 +251,17 @@ def main() -> None:
             f"bare/Lightning = {result['slowdown']:.3f} (target <= 1.25)"
         )
         print(json.dumps(result))
+        return
+    if args.loggers:
+        from twm.run.wandb import ensure_offline
+
+        ensure_offline()
+        for n in args.hidden:
+            result = logger_overhead(n, 40, 60 if args.quick else 300)
+            print(f"hidden {n}, K = 40: W&B {result['wandb_model_steps_per_s']:.1f} vs CSV "
+                  f"{result['csv_model_steps_per_s']:.1f} model-steps/s ({100 * result['wandb_fraction']:.0f}%); "
+                  f"wall {result['wandb_wall_s']:.1f} vs {result['csv_wall_s']:.1f} s", flush=True)
+            print(json.dumps(result))
         return
     if args.engine:
         for n in args.hidden:
