@@ -187,10 +187,13 @@ def logger_overhead(n: int, K: int, steps: int, every: int = 10) -> dict:
                                                   f"trainer.max_steps={steps}", f"seed={seed}",
                                                   f"optimizer.l2={L2S[seed % len(L2S)]}", "data.test_batches=1"],
                                                  f"{tmp}/{seed}")) for seed in range(1, K + 1)]
-            stamps = []
+            stamps: list[tuple[int, float]] = []
+
+            def stamp(step, *_, stamps=stamps):
+                stamps.append((step, time.perf_counter()))
+
             t0 = time.perf_counter()
-            train_packed(jobs, K, "cpu", on_progress=lambda step, *_: stamps.append((step, time.perf_counter())),
-                         progress_every=every)
+            train_packed(jobs, K, "cpu", on_progress=stamp, progress_every=every)
             wall = time.perf_counter() - t0
         (s0, t_0), (s1, t_1) = stamps[0], stamps[-1]
         out[f"{logger}_model_steps_per_s"] = round(K * (s1 - s0) / (t_1 - t_0), 1)
