@@ -39,7 +39,9 @@ def test_flatten_and_groups_differ_in_everything_but_the_seed():
     from twm.tasks import get_task
 
     base = RunSpec(TaskSpec.from_task(get_task("repeat_copy", 4, 4)))
-    assert group_name(base) == group_name(base.replace(seed=7))
+    assert group_name(base) == group_name(base.replace(seed=7)) == group_name(base.replace(tags=("x",)))
+    assert base.replace(tags=("x",)).identity() == base.identity() and "tags" not in base.to_dict()
+    assert RunSpec.from_dict(base.replace(tags=("x",)).to_dict()).tags == ("x",)
     variants = [base.replace(curriculum=CurriculumSpec.of("ladder", ladder=[10, 20, 40, 60, 100], threshold=0.9)),
                 base.replace(optim={"lr": 0.01}), base.replace(model={"init": "gaussian"}),
                 base.replace(data={"batch_size": 32}), base.replace(steps=100),
@@ -91,7 +93,7 @@ def test_both_engines_write_the_same_wandb_runs_one_per_job_across_a_crash(tmp_p
         assert (sa["engine"], sb["engine"]) == ("lightning", "batched")
         fa, fb = (RunFolder(tmp_path / launcher / str(job)) for launcher in ("basic", "ensemble"))
         assert fa.spec().identity() == fb.spec().identity()
-        assert first["summary"]["status"] == "failed"
+        assert first["summary"]["status"] == "failed" and sa["tags"] == sb["tags"] == ["paper", "wandb"]
         assert analysis["summary"]["analysis/n_theory"] == 16 and "analysis/spectral_error" in analysis["summary"]
         assert "analysis/support_match" in analysis["summary"] and "analysis/first_below" in analysis["summary"]
         assert {"analysis/spectrum", "analysis/weights_in_basis", "analysis/length_generalisation"} <= set(

@@ -565,8 +565,8 @@ def _row_step(row: dict, header) -> int | None:
 
 
 def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_accuracy: float | None) -> dict:
-    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr``, ``engine`` and ``resumed_at``) from its
-    spec and its checkpointed state."""
+    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr``, ``engine``, ``resumed_at``, ``tags``) from
+    its spec and its checkpointed state."""
     curriculum = spec.curriculum.build()
     if state is not None:
         curriculum.load_state_dict(state.curriculum)
@@ -592,6 +592,7 @@ def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_acc
         "lr": spec.optim.lr,
         "engine": state.engine if state else None,
         "resumed_at": list(state.resumed_at) if state else [],
+        "tags": list(spec.tags),
     }
 
 

@@ -15,6 +15,7 @@ Config → spec (``RunSpec.from_config``):
 ``steps``, ``seed``  ``trainer.max_steps``, ``seed``
 ``device``          ``trainer.accelerator`` (``cpu``, ``gpu``/``cuda``, ``auto``); ``precision``, ``deterministic``
 ``checkpoint_every`` ``callbacks.checkpoint.every_n_train_steps`` (both engines refresh ``last.ckpt`` this often)
+``tags``            ``tags``: labels for the summary and W&B (not part of the run's identity)
 ==================  ==========================================================================================
 """
 
@@ -154,6 +155,7 @@ class RunSpec:
     precision: str = "32-true"
     deterministic: bool = True
     checkpoint_every: int = 500
+    tags: tuple[str, ...] = ()
 
     # -- derived ---------------------------------------------------------------------------------------------------
     @property
@@ -186,8 +188,11 @@ class RunSpec:
 
     # -- serialisation ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it."""
-        return _plain(asdict(self))
+        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it. ``tags`` only when set."""
+        out = _plain(asdict(self))
+        if not out["tags"]:
+            out.pop("tags")
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> RunSpec:
@@ -198,14 +203,16 @@ class RunSpec:
         curriculum = CurriculumSpec.of(cur["kind"], **{k: v for k, v in cur["params"]}) if cur else CurriculumSpec()
         top = {k: data[k] for k in ("steps", "seed", "device", "precision", "deterministic", "checkpoint_every")
                if k in data}
+        if data.get("tags"):
+            top["tags"] = tuple(str(t) for t in data["tags"])
         return cls(TaskSpec(**task), ModelSpec(**data.get("model", {})), OptimSpec(**data.get("optim", {})),
                    curriculum, DataSpec(**data.get("data", {})), **top)
 
     def identity(self) -> dict:
         """What makes a run this run: everything but where and how often it is computed and saved."""
         out = self.to_dict()
-        for key in ("device", "precision", "deterministic", "checkpoint_every"):
-            out.pop(key)
+        for key in ("device", "precision", "deterministic", "checkpoint_every", "tags"):
+            out.pop(key, None)
         return out
 
     @classmethod
@@ -237,6 +244,7 @@ class RunSpec:
             precision=str(trainer.get("precision", "32-true")),
             deterministic=bool(trainer.get("deterministic", True)),
             checkpoint_every=int(checkpoint.get("every_n_train_steps") or 500),
+            tags=tuple(str(t) for t in (cfg.get("tags") or ())),
         )
 
 
