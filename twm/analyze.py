@@ -83,7 +83,10 @@ class AnalyzeOptions:
     ``threshold``: |λ| cut of the spectral comparison (docs/science.md §4). ``length_horizon``/``length_batches``:
     the length generalisation test (output steps, batches of 64). ``length_threshold``: its ``first_below``
     accuracy level. ``rate_tol``: the gradient decay rate counted as "flat" (step where r first falls below it).
-    ``plots``: write the PNGs. ``force``: analyse even when ``analysis.json`` is up to date.
+    ``plots``: write the PNGs. ``waves_normalisation``: the colours of the hidden-wave figure, ``step`` (each time
+    step ÷ its max, docs/science.md §7) or ``memory`` (each variable ÷ its standard deviation, the paper's Fig. 8);
+    a figure-only option (``force=true`` redraws existing figures). ``force``: analyse even when ``analysis.json`` is
+    up to date.
     """
 
     threshold: float = 0.9
@@ -92,11 +95,12 @@ class AnalyzeOptions:
     length_threshold: float = 0.94
     rate_tol: float = 0.05
     plots: bool = True
+    waves_normalisation: str = "step"
     force: bool = False
 
     @classmethod
     def from_config(cls, cfg) -> AnalyzeOptions:
-        values = {f.name: number(cfg, f.name, {"float": float, "int": int, "bool": boolean}[f.type], None)
+        values = {f.name: number(cfg, f.name, {"float": float, "int": int, "bool": boolean, "str": str}[f.type], None)
                   for f in fields(cls) if cfg.get(f.name) is not None}
         opts = cls(**values)
         opts.check()
@@ -109,6 +113,10 @@ class AnalyzeOptions:
         if int(self.length_horizon) < 1 or int(self.length_batches) < 1:
             raise AnalyzeError(f"length_horizon and length_batches must be >= 1; got {self.length_horizon}, "
                                f"{self.length_batches}")
+        if self.waves_normalisation not in ("step", "memory"):
+            raise AnalyzeError(f"waves_normalisation={self.waves_normalisation!r}: choose step (each time step ÷ its "
+                               "max, the default) or memory (each variable ÷ its standard deviation, the paper's "
+                               "Fig. 8)")
 
     def numeric(self) -> dict:
         return {k: getattr(self, k) for k in NUMERIC_OPTIONS}
@@ -325,16 +333,19 @@ def basis_sections(run: _Run, hidden: np.ndarray) -> tuple[dict, dict]:
                  f"inputs for the first s = {s} steps, then zeros for {T - s} steps (one sequence, h(0) = 0)",
         "pattern": pattern.astype(int).tolist(),
         "steps": T,
-        "normalisation": "Ψ* h(t) reshaped to (s, d); each time step divided by its max |value| over all "
-                         "variables and dims (global per-timestep, docs/science.md §7); raw h(t) on one symmetric "
-                         "scale",
+        "normalisation": "Ψ* h(t) reshaped to (s, d); " + (
+            "each time step divided by its max |value| over all variables and dims (global per-timestep, "
+            "docs/science.md §7)" if run.options.waves_normalisation == "step" else
+            "each variable divided by its standard deviation over time and dims (per memory, the paper's Fig. 8)")
+        + "; raw h(t) on one symmetric scale",
     }
     if run.options.plots:
         plot_weights_in_basis(M, s, d, run.plot_path("weights_in_basis"), kept=basis.kept,
                               title=f"Ψ* W_hh Ψ ({run.label}; {basis.n_kept} kept, support match "
                                     f"{info['support_match']:.2f})")
         plot_hidden_waves(states_in_basis(h_glyph, basis), run.plot_path("hidden_waves"), raw_hidden=h_glyph,
-                          max_panels=T)
+                          normalise=run.options.waves_normalisation, inputs=s,
+                          title=f"hidden state in the variable-memory basis ({run.label}; diagonal glyph input)")
     return info, waves
 
 

@@ -4,6 +4,7 @@ length generalisation and the figures. Pure functions on weights and trajectorie
 from twm.analysis.basis import (
     VariableMemoryBasis,
     normalise_for_display,
+    normalise_per_memory,
     persistent_projector,
     states_in_basis,
     support_summary,
@@ -47,6 +48,7 @@ __all__ = [
     "length_generalisation",
     "load_probe_csv",
     "normalise_for_display",
+    "normalise_per_memory",
     "persistent_projector",
     "plot_gradient_flow",
     "plot_hidden_waves",
