@@ -133,13 +133,15 @@ def test_plot_hidden_waves_layout_and_normalisations(tmp_path):
 
 
 def test_hidden_wave_normalisations_by_hand():
-    # variable 1 alternates ±3, variable 2 alternates ±0.5 (both zero-mean: standard deviations 3 and 0.5)
+    # both variables follow p = (1, -1, 2, -2, 0, 0) over time (mean 0, standard deviation sqrt(10/6)), scaled by 3
+    # and by 0.5; the largest |value| of a step is 3 |p_t|
     T, s, d = 6, 2, 2
+    p = np.array([1.0, -1.0, 2.0, -2.0, 0.0, 0.0])
     C = np.zeros((T, s, d))
-    sign = np.where(np.arange(T) % 2 == 0, 1.0, -1.0)[:, None]
-    C[:, 0, :], C[:, 1, :] = 3.0 * sign, 0.5 * sign
-    expected = {"memory": np.concatenate([sign[:, None, :].repeat(2, 2)] * 2, axis=1),  # both ±1
-                "step": C / 3.0, "none": C}
+    C[:, 0, :], C[:, 1, :] = 3.0 * p[:, None], 0.5 * p[:, None]
+    unit = np.repeat(np.repeat(p[:, None, None], s, axis=1), d, axis=2)
+    step = np.where(p != 0, 1.0, 0.0)[:, None, None] * np.sign(unit) * np.array([1.0, 0.5 / 3.0])[None, :, None]
+    expected = {"memory": unit / np.sqrt(10 / 6), "step": step, "none": C}
     for mode, want in expected.items():
         fig = plot_hidden_waves(C, normalise=mode, max_panels=T, title="glyph")
         panels = [ax for ax in fig.axes if ax.get_title().startswith("t=")]
