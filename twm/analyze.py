@@ -8,7 +8,9 @@ whole sweep.
 Each analysed run gets ``<run>/analysis.json`` (schema in :func:`analyze_run`) and, with ``plots=true``, the PNGs
 ``<run>/analysis/{spectrum,weights_in_basis,hidden_waves,length_generalisation[,gradient_flow]}.png``. A sweep also
 gets ``<sweep>/analysis_status.json`` (``analysis_status.chunk<i>of<n>.json`` for one chunk): which runs were
-analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors.
+analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors; and,
+unless it is one chunk, ``<sweep>/results.csv`` (:mod:`twm.results`: one row per job with its config, summary and
+analysis, for ``pandas.read_csv``).
 Nothing else is written: no Hydra output folder for a single invocation (``hydra.run.dir: .``, no ``.hydra/``,
 logging to stdout only); a multirun keeps Hydra's own bookkeeping under ``outputs/analysis/<date>/<time>/``.
 
@@ -518,7 +520,9 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
     ``sweep_dir``, ``chunk``, ``n_chunks``, ``finished_at``, ``seconds``, ``options``, ``expected`` (jobs in
     ``multirun.yaml``), ``counts`` (runs, analysed, up_to_date, errors, failed, unfinished), ``analysed`` and
     ``up_to_date`` (job names), ``errors`` ({job: error}), ``failed`` ({job: the training error}),
-    ``unfinished`` ({job: state})."""
+    ``unfinished`` ({job: state}); for the whole sweep (no chunk) also ``results``, the path of
+    ``<sweep_dir>/results.csv`` (:mod:`twm.results`: one row per job, config, summary and analysis), which is written
+    with the status file."""
     from twm.sweep import expected_jobs, run_dirs
 
     sweep_dir = Path(sweep_dir)
@@ -572,6 +576,12 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
     if report["expected"] is not None:
         report["counts"]["missing_folders"] = max(0, report["expected"] - len(all_runs))
     if write_status:
+        if chunk is None:
+            from twm.results import write_results
+
+            analyses = {name: ("ok", payload) if outcome != "error" else (f"error: {payload['error']}", None)
+                        for name, (outcome, payload) in by_name.items()}
+            report["results"] = str(write_results(sweep_dir, analyses))
         write_json(status_path(sweep_dir, chunk, n_chunks), report)
     return report
 
@@ -619,7 +629,8 @@ def run_from_config(cfg) -> dict:
     c = report["counts"]
     print(f"{report['sweep_dir']}: {c['runs']} job folders: {c['analysed']} analysed, {c['up_to_date']} up to date, "
           f"{c['errors']} analysis errors, {c['failed']} failed runs, {c['damaged']} damaged, {c['unfinished']} "
-          f"unfinished -> {status_path(sweep_dir, report['chunk'], report['n_chunks'])}")
+          f"unfinished -> {status_path(sweep_dir, report['chunk'], report['n_chunks'])}"
+          + (f", {report['results']}" if report.get("results") else ""))
     for name, reason in report["damaged"].items():
         print(f"  damaged: job {name}: {reason}")
     for name, error in report["errors"].items():

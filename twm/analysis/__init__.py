@@ -17,6 +17,7 @@ from twm.analysis.plots import (
     plot_gradient_flow,
     plot_hidden_waves,
     plot_length_generalisation,
+    plot_spectral_errors,
     plot_spectrum,
     plot_weights_in_basis,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "plot_gradient_flow",
     "plot_hidden_waves",
     "plot_length_generalisation",
+    "plot_spectral_errors",
     "plot_spectrum",
     "plot_weights_in_basis",
     "spectral_comparison",

@@ -398,3 +398,38 @@ def plot_length_generalisation(curves: dict, path=None, threshold: float = 0.94,
         axes[0].set_title(title or "length generalisation", fontsize=10)
         axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A sweep's spectral errors (Table 1's metric per configuration)
+# --------------------------------------------------------------------------------------------------------------
+def plot_spectral_errors(errors: dict, path=None, threshold: float = 0.9, title: str | None = None) -> Figure:
+    """Table 1's metric per configuration of a sweep (docs/science.md §4): ``label -> [error in radians, or None
+    when the eigenvalue counts differ, one per run]``. One column per label: a dot per run with a defined error (log
+    y, spread sideways so equal values stay apart) and, under it, how many runs have none ("k undefined")."""
+    labels = list(errors)
+    fig = _figure(min(max(5.0, 0.42 * len(labels) + 2.0), 20.0), 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    defined_any = False
+    for i, label in enumerate(labels):
+        values = list(errors[label])
+        defined = np.array([v for v in values if v is not None and np.isfinite(v) and v > 0], dtype=np.float64)
+        if defined.size:
+            defined_any = True
+            offsets = np.linspace(-0.22, 0.22, defined.size) if defined.size > 1 else np.zeros(1)
+            ax.scatter(i + offsets, defined, s=14, color="tab:blue", alpha=0.8, zorder=3)
+        undefined = len(values) - defined.size
+        if undefined:
+            ax.text(i, 0.02, f"{undefined} undefined", transform=ax.get_xaxis_transform(), rotation=90, ha="center",
+                    va="bottom", fontsize=7, color="tab:red")
+    if defined_any:
+        ax.set_yscale("log")
+    else:
+        ax.set_yticks([])
+        ax.text(0.5, 0.6, "no run has a defined error", transform=ax.transAxes, ha="center", fontsize=9)
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylabel(f"spectral error (rad), |λ| > {threshold:g}")
+    ax.grid(axis="y", color="0.9", lw=0.6)
+    ax.set_title(title or "spectral error against Φ per configuration (one dot per run)", fontsize=10)
+    return _save(fig, path)
