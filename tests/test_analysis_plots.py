@@ -11,6 +11,7 @@ from twm.analysis import (
     plot_gradient_flow,
     plot_hidden_waves,
     plot_length_generalisation,
+    plot_spectral_errors,
     plot_spectrum,
     plot_weights_in_basis,
     spectral_comparison,
@@ -218,3 +219,16 @@ def test_length_generalisation_and_plot(tmp_path):
         assert [ax.lines[k].get_ydata()[0] for k in (2, 3)] == [0.94, 0.5]
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["threshold 0.94", "chance", "training horizon 100"]
 
+
+
+def test_plot_spectral_errors(tmp_path):
+    errors = {"T1 h128": [1e-3, 2e-3, None], "T1 h64": [None, None], "T2 h128": [5e-4]}
+    fig = plot_spectral_errors(errors, path=tmp_path / "errors.png")
+    assert _is_png(tmp_path / "errors.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(errors) and ax.get_yscale() == "log"
+    dots = [c.get_offsets() for c in ax.collections]  # one group of dots per label with a defined error
+    np.testing.assert_allclose(dots[0][:, 1], [1e-3, 2e-3])
+    np.testing.assert_allclose(dots[1], [[2, 5e-4]])
+    assert np.all(np.abs(dots[0][:, 0] - 0) <= 0.25)  # spread around their column
+    assert [(t.get_position()[0], t.get_text()) for t in ax.texts] == [(0, "1 undefined"), (1, "2 undefined")]

@@ -1,7 +1,10 @@
-"""``python -m twm.report sweep_dir=...``: Table 1 of the paper from a sweep folder (docs/science.md §4, §4.1).
+"""``python -m twm.report sweep_dir=...``: Table 1 of the paper from a sweep folder (docs/science.md §4, §4.1), the
+sweep's ``results.csv`` (:mod:`twm.results`), and self-contained HTML pages of a sweep or of one run.
 
-    python -m twm.report sweep_dir=outputs/sweeps/table1              # writes table1.{csv,md,json} there
+    python -m twm.report sweep_dir=outputs/sweeps/table1              # writes table1.{csv,md,json}, results.csv
     python -m twm.report sweep_dir=outputs/sweeps/table1 out_dir=docs/results workers=2
+    python -m twm.report sweep_dir=outputs/sweeps/table1 format=html  # ... and report.html
+    python -m twm.report run_dir=outputs/sweeps/table1/17             # <run>/report.html (format=md: report.md)
 
 Reads each completed run's ``analysis.json``; completed runs without an up-to-date analysis (none, older than the
 checkpoint, or made with another ``threshold``/length options) are analysed on the fly with the options of
@@ -16,7 +19,14 @@ Outputs (in the sweep folder, or ``out_dir``):
 - ``table1.md``: the reproduced table in the paper's layout (rows: tasks keyed by id, with both label maps;
   columns: hidden × L2; cells ``0.0005 (1.00)`` or ``— (0.93)``), the count-matched table, and the cell-by-cell
   comparison ``reproduced | published`` with docs/science.md §4.1;
-- ``table1.json``: the aggregated cells of :func:`aggregate` plus the published values.
+- ``table1.json``: the aggregated cells of :func:`aggregate` plus the published values;
+- ``results.csv``: one row per job of any sweep, its config, summary and analysis (columns: docs/results.md);
+- with ``format=html``, ``report.html`` (:func:`write_sweep_page`): the jobs by state, the tasks and their rules, the
+  tables above, the results per job, the sweep's figures (length generalisation per task, the spectral error of
+  every run per configuration) and its config, in one file that opens offline (:mod:`twm.pages`).
+
+``run_dir=`` writes one run's page instead (:func:`write_run_report`): its task and rule, training summary, analysis
+numbers, figures and config, analysing the run first (with figures) unless its analysis is up to date.
 
 The aggregation (:func:`aggregate`) and formatting (:func:`format_table`) are pure functions of the per-run rows.
 """
