@@ -4,6 +4,7 @@ task sizes, one with a gradient probe), one failed, one unfinished, one never st
 
 import base64
 import csv
+import io
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from matplotlib.image import imread
 from omegaconf import OmegaConf
 
 from tests.conftest import TINY, compose_train
@@ -133,8 +135,10 @@ def _pngs(page: _Page) -> list[tuple[int, int]]:
         prefix = "data:image/png;base64,"
         assert img["src"].startswith(prefix)
         png = base64.b64decode(img["src"][len(prefix):], validate=True)
-        sizes.append(png_size(png))
-        assert (int(img["width"]), int(img["height"])) == sizes[-1]
+        pixels = imread(io.BytesIO(png), format="png")  # the whole image decodes
+        sizes.append((pixels.shape[1], pixels.shape[0]))
+        assert (int(img["width"]), int(img["height"])) == sizes[-1] == png_size(png)
+        assert pixels[..., :3].std() > 0.05  # not a blank image
     return sizes
 
 
