@@ -208,15 +208,20 @@ def test_length_generalisation_and_plot(tmp_path):
     first, second = ax.lines[0], ax.lines[1]
     assert second.get_linewidth() < first.get_linewidth() and second.get_zorder() > first.get_zorder()
     assert (first.get_linestyle(), first.get_color()) != (second.get_linestyle(), second.get_color())
-    # small multiples: one panel per key, each with its own series and the reference lines
+    # small multiples: one panel per key, each with its own series and the reference lines; the same series in
+    # every panel share one legend under them, different ones get a legend per panel
     panels = {"task A": {"h128": good.accuracy, "h64": good.accuracy}, "task B": {"h128": curve, "h64": curve}}
     fig = plot_length_generalisation(panels, path=tmp_path / "panels.png", columns=2)
     assert _is_png(tmp_path / "panels.png") and [a.get_title() for a in fig.axes] == ["task A", "task B"]
     for ax, series in zip(fig.axes, panels.values()):
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["h128", "h64"]
+        assert ax.get_legend() is None
         for line, acc in zip(ax.lines, series.values()):
             np.testing.assert_array_equal(line.get_ydata(), acc)
         assert [ax.lines[k].get_ydata()[0] for k in (2, 3)] == [0.94, 0.5]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "h128", "h64", "threshold 0.94", "chance", "training horizon 100"]
+    fig = plot_length_generalisation({"task A": {"h128": curve}, "task B": {"h64": curve, "h32": curve}})
+    assert [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes] == [["h128"], ["h64", "h32"]]
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["threshold 0.94", "chance", "training horizon 100"]
 
 

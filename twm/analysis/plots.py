@@ -351,11 +351,13 @@ def plot_length_generalisation(curves: dict, path=None, threshold: float = 0.94,
     horizon (vertical line; ``None`` to omit).
 
     ``curves``: ``label -> accuracy (horizon,)`` for one panel, or ``panel title -> {label -> accuracy}`` for small
-    multiples (one panel per key, e.g. per task, ``columns`` per row, shared axes). Within a panel each series has
-    its own colour, dash and width (:func:`_series_style`), so none hides another.
+    multiples (one panel per key, e.g. per task, ``columns`` per row, shared axes; one legend under the panels when
+    they all have the same series, else one per panel). Within a panel each series has its own colour, dash and
+    width (:func:`_series_style`), so none hides another.
     """
     nested = bool(curves) and all(isinstance(v, Mapping) for v in curves.values())
     panels = dict(curves) if nested else {"": curves}
+    shared = nested and len({tuple(map(str, s)) for s in panels.values()}) == 1
     n = len(panels)
     cols = max(1, min(columns, n)) if nested else 1
     rows = int(np.ceil(n / cols))
@@ -384,16 +386,18 @@ def plot_length_generalisation(curves: dict, path=None, threshold: float = 0.94,
             ax.set_ylabel("accuracy")
         if i >= n - cols:
             ax.set_xlabel("output step")
-        if nested:
+        if nested and not shared:
             handles, labels = ax.get_legend_handles_labels()
-            ax.legend(handles[: len(series)], labels[: len(series)], fontsize=7, loc="lower left", frameon=False)
+            ax.legend(handles[: len(series)], labels[: len(series)], fontsize=7, loc="best", frameon=False)
     if nested:
         handles, labels = axes[0].get_legend_handles_labels()
         k = len(next(iter(panels.values())))
-        fig.legend(handles[k:], labels[k:], loc="lower center", ncol=3, fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, -0.01))
+        keep = slice(0, None) if shared else slice(k, None)  # series too when every panel has the same ones
+        legend = fig.legend(handles[keep], labels[keep], loc="upper center", ncol=2 if shared else 3, fontsize=8,
+                            frameon=False, bbox_to_anchor=(0.5, 0.0))
         fig.suptitle(title or "length generalisation", fontsize=10)
-        fig.subplots_adjust(hspace=0.35, wspace=0.12, bottom=0.16 if rows == 1 else 0.1)
+        fig.subplots_adjust(hspace=0.35, wspace=0.12)
+        legend.set_in_layout(True)
     else:
         axes[0].set_title(title or "length generalisation", fontsize=10)
         axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -410,20 +414,25 @@ def plot_spectral_errors(errors: dict, path=None, threshold: float = 0.9, title:
     labels = list(errors)
     fig = _figure(min(max(5.0, 0.42 * len(labels) + 2.0), 20.0), 4.6)
     ax = fig.add_subplot(1, 1, 1)
-    defined_any = False
+    defined = {label: np.array([v for v in errors[label] if v is not None and np.isfinite(v) and v > 0],
+                               dtype=np.float64) for label in labels}
+    values = np.concatenate([v for v in defined.values()] + [np.empty(0)])
+    # a band under the lowest error holds the counts of undefined runs (log axis: 1.5 decades below it)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (None, None)
     for i, label in enumerate(labels):
-        values = list(errors[label])
-        defined = np.array([v for v in values if v is not None and np.isfinite(v) and v > 0], dtype=np.float64)
-        if defined.size:
-            defined_any = True
-            offsets = np.linspace(-0.22, 0.22, defined.size) if defined.size > 1 else np.zeros(1)
-            ax.scatter(i + offsets, defined, s=14, color="tab:blue", alpha=0.8, zorder=3)
-        undefined = len(values) - defined.size
+        points = defined[label]
+        if points.size:
+            offsets = np.linspace(-0.22, 0.22, points.size) if points.size > 1 else np.zeros(1)
+            ax.scatter(i + offsets, points, s=14, color="tab:blue", alpha=0.8, zorder=3)
+        undefined = len(list(errors[label])) - points.size
         if undefined:
-            ax.text(i, 0.02, f"{undefined} undefined", transform=ax.get_xaxis_transform(), rotation=90, ha="center",
-                    va="bottom", fontsize=7, color="tab:red")
-    if defined_any:
+            y, transform = (lo / 35, ax.transData) if lo else (0.05, ax.get_xaxis_transform())
+            ax.text(i, y, f"{undefined} undefined", transform=transform, rotation=90, ha="center", va="bottom",
+                    fontsize=7, color="tab:red")
+    if lo:
         ax.set_yscale("log")
+        ax.set_ylim(lo / 40, hi * 2)
+        ax.axhline(lo / 2, color="0.75", lw=0.6, ls=":")
     else:
         ax.set_yticks([])
         ax.text(0.5, 0.6, "no run has a defined error", transform=ax.transAxes, ha="center", fontsize=9)
