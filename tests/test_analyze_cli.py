@@ -151,6 +151,10 @@ def test_config_errors(tmp_path):
         run_from_config(OmegaConf.create({"run_dir": str(tmp_path)}))
     with pytest.raises(AnalyzeError, match="not a folder"):
         run_from_config(OmegaConf.create({"sweep_dir": str(tmp_path / "nope")}))
+    with pytest.raises(AnalyzeError, match="waves_normalisation='rows': choose step"):
+        AnalyzeOptions.from_config(OmegaConf.create({"waves_normalisation": "rows"}))
+    memory = AnalyzeOptions.from_config(OmegaConf.create({"waves_normalisation": "memory"}))
+    assert memory.waves_normalisation == "memory"
 
 
 def _cli(module, *args, cwd):

@@ -8,7 +8,9 @@ whole sweep.
 Each analysed run gets ``<run>/analysis.json`` (schema in :func:`analyze_run`) and, with ``plots=true``, the PNGs
 ``<run>/analysis/{spectrum,weights_in_basis,hidden_waves,length_generalisation[,gradient_flow]}.png``. A sweep also
 gets ``<sweep>/analysis_status.json`` (``analysis_status.chunk<i>of<n>.json`` for one chunk): which runs were
-analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors.
+analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors; and,
+unless it is one chunk, ``<sweep>/results.csv`` (:mod:`twm.results`: one row per job with its config, summary and
+analysis, for ``pandas.read_csv``).
 Nothing else is written: no Hydra output folder for a single invocation (``hydra.run.dir: .``, no ``.hydra/``,
 logging to stdout only); a multirun keeps Hydra's own bookkeeping under ``outputs/analysis/<date>/<time>/``.
 
@@ -84,7 +86,10 @@ class AnalyzeOptions:
     ``threshold``: |λ| cut of the spectral comparison (docs/science.md §4). ``length_horizon``/``length_batches``:
     the length generalisation test (output steps, batches of 64). ``length_threshold``: its ``first_below``
     accuracy level. ``rate_tol``: the gradient decay rate counted as "flat" (step where r first falls below it).
-    ``plots``: write the PNGs. ``force``: analyse even when ``analysis.json`` is up to date.
+    ``plots``: write the PNGs. ``waves_normalisation``: the colours of the hidden-wave figure, ``step`` (each time
+    step ÷ its max, docs/science.md §7) or ``memory`` (each variable ÷ its standard deviation, the paper's Fig. 8);
+    a figure-only option (``force=true`` redraws existing figures). ``force``: analyse even when ``analysis.json`` is
+    up to date.
     """
 
     threshold: float = 0.9
@@ -93,11 +98,12 @@ class AnalyzeOptions:
     length_threshold: float = 0.94
     rate_tol: float = 0.05
     plots: bool = True
+    waves_normalisation: str = "step"
     force: bool = False
 
     @classmethod
     def from_config(cls, cfg) -> AnalyzeOptions:
-        values = {f.name: number(cfg, f.name, {"float": float, "int": int, "bool": boolean}[f.type], None)
+        values = {f.name: number(cfg, f.name, {"float": float, "int": int, "bool": boolean, "str": str}[f.type], None)
                   for f in fields(cls) if cfg.get(f.name) is not None}
         opts = cls(**values)
         opts.check()
@@ -110,6 +116,10 @@ class AnalyzeOptions:
         if int(self.length_horizon) < 1 or int(self.length_batches) < 1:
             raise AnalyzeError(f"length_horizon and length_batches must be >= 1; got {self.length_horizon}, "
                                f"{self.length_batches}")
+        if self.waves_normalisation not in ("step", "memory"):
+            raise AnalyzeError(f"waves_normalisation={self.waves_normalisation!r}: choose step (each time step ÷ its "
+                               "max, the default) or memory (each variable ÷ its standard deviation, the paper's "
+                               "Fig. 8)")
 
     def numeric(self) -> dict:
         return {k: getattr(self, k) for k in NUMERIC_OPTIONS}
@@ -326,16 +336,19 @@ def basis_sections(run: _Run, hidden: np.ndarray) -> tuple[dict, dict]:
                  f"inputs for the first s = {s} steps, then zeros for {T - s} steps (one sequence, h(0) = 0)",
         "pattern": pattern.astype(int).tolist(),
         "steps": T,
-        "normalisation": "Ψ* h(t) reshaped to (s, d); each time step divided by its max |value| over all "
-                         "variables and dims (global per-timestep, docs/science.md §7); raw h(t) on one symmetric "
-                         "scale",
+        "normalisation": "Ψ* h(t) reshaped to (s, d); " + (
+            "each time step divided by its max |value| over all variables and dims (global per-timestep, "
+            "docs/science.md §7)" if run.options.waves_normalisation == "step" else
+            "each variable divided by its standard deviation over time and dims (per memory, the paper's Fig. 8)")
+        + "; raw h(t) on one symmetric scale",
     }
     if run.options.plots:
         plot_weights_in_basis(M, s, d, run.plot_path("weights_in_basis"), kept=basis.kept,
                               title=f"Ψ* W_hh Ψ ({run.label}; {basis.n_kept} kept, support match "
                                     f"{info['support_match']:.2f})")
         plot_hidden_waves(states_in_basis(h_glyph, basis), run.plot_path("hidden_waves"), raw_hidden=h_glyph,
-                          max_panels=T)
+                          normalise=run.options.waves_normalisation, inputs=s,
+                          title=f"hidden state in the variable-memory basis ({run.label}; diagonal glyph input)")
     return info, waves
 
 
@@ -527,7 +540,9 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
     ``sweep_dir``, ``chunk``, ``n_chunks``, ``finished_at``, ``seconds``, ``options``, ``expected`` (jobs in
     ``multirun.yaml``), ``counts`` (runs, analysed, up_to_date, errors, failed, unfinished), ``analysed`` and
     ``up_to_date`` (job names), ``errors`` ({job: error}), ``failed`` ({job: the training error}),
-    ``unfinished`` ({job: state})."""
+    ``unfinished`` ({job: state}); for the whole sweep (no chunk) also ``results``, the path of
+    ``<sweep_dir>/results.csv`` (:mod:`twm.results`: one row per job, config, summary and analysis), which is written
+    with the status file."""
     from twm.sweep import expected_jobs, run_dirs
 
     sweep_dir = Path(sweep_dir)
@@ -581,6 +596,12 @@ def analyze_sweep(sweep_dir, options: AnalyzeOptions, workers: int = 1, chunk=No
     if report["expected"] is not None:
         report["counts"]["missing_folders"] = max(0, report["expected"] - len(all_runs))
     if write_status:
+        if chunk is None:
+            from twm.results import write_results
+
+            analyses = {name: ("ok", payload) if outcome != "error" else (f"error: {payload['error']}", None)
+                        for name, (outcome, payload) in by_name.items()}
+            report["results"] = str(write_results(sweep_dir, analyses))
         write_json(status_path(sweep_dir, chunk, n_chunks), report)
     return report
 
@@ -628,7 +649,8 @@ def run_from_config(cfg) -> dict:
     c = report["counts"]
     print(f"{report['sweep_dir']}: {c['runs']} job folders: {c['analysed']} analysed, {c['up_to_date']} up to date, "
           f"{c['errors']} analysis errors, {c['failed']} failed runs, {c['damaged']} damaged, {c['unfinished']} "
-          f"unfinished -> {status_path(sweep_dir, report['chunk'], report['n_chunks'])}")
+          f"unfinished -> {status_path(sweep_dir, report['chunk'], report['n_chunks'])}"
+          + (f", {report['results']}" if report.get("results") else ""))
     for name, reason in report["damaged"].items():
         print(f"  damaged: job {name}: {reason}")
     for name, error in report["errors"].items():

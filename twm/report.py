@@ -1,7 +1,10 @@
-"""``python -m twm.report sweep_dir=...``: Table 1 of the paper from a sweep folder (docs/science.md §4, §4.1).
+"""``python -m twm.report sweep_dir=...``: Table 1 of the paper from a sweep folder (docs/science.md §4, §4.1), the
+sweep's ``results.csv`` (:mod:`twm.results`), and self-contained HTML pages of a sweep or of one run.
 
-    python -m twm.report sweep_dir=outputs/sweeps/table1              # writes table1.{csv,md,json} there
+    python -m twm.report sweep_dir=outputs/sweeps/table1              # writes table1.{csv,md,json}, results.csv
     python -m twm.report sweep_dir=outputs/sweeps/table1 out_dir=docs/results workers=2
+    python -m twm.report sweep_dir=outputs/sweeps/table1 format=html  # ... and report.html
+    python -m twm.report run_dir=outputs/sweeps/table1/17             # <run>/report.html (format=md: report.md)
 
 Reads each completed run's ``analysis.json``; completed runs without an up-to-date analysis (none, older than the
 checkpoint, or made with another ``threshold``/length options) are analysed on the fly with the options of
@@ -16,7 +19,14 @@ Outputs (in the sweep folder, or ``out_dir``):
 - ``table1.md``: the reproduced table in the paper's layout (rows: tasks keyed by id, with both label maps;
   columns: hidden × L2; cells ``0.0005 (1.00)`` or ``— (0.93)``), the count-matched table, and the cell-by-cell
   comparison ``reproduced | published`` with docs/science.md §4.1;
-- ``table1.json``: the aggregated cells of :func:`aggregate` plus the published values.
+- ``table1.json``: the aggregated cells of :func:`aggregate` plus the published values;
+- ``results.csv``: one row per job of any sweep, its config, summary and analysis (columns: docs/results.md);
+- with ``format=html``, ``report.html`` (:func:`write_sweep_page`): the jobs by state, the tasks and their rules, the
+  tables above, the results per job, the sweep's figures (length generalisation per task, the spectral error of
+  every run per configuration) and its config, in one file that opens offline (:mod:`twm.pages`).
+
+``run_dir=`` writes one run's page instead (:func:`write_run_report`): its task and rule, training summary, analysis
+numbers, figures and config, analysing the run first (with figures) unless its analysis is up to date.
 
 The aggregation (:func:`aggregate`) and formatting (:func:`format_table`) are pure functions of the per-run rows.
 """
@@ -410,6 +420,13 @@ def collect_rows(sweep_dir, options=None, analyze_missing: bool = True, workers:
     """Rows of every job folder of ``sweep_dir`` (job order). Completed runs get their up-to-date
     ``analysis.json`` (analysed now when there is none and ``analyze_missing``); ``analysis`` is "ok",
     "missing" (not analysed), "error: ..." (the analysis failed) or "" (run not completed)."""
+    return collect(sweep_dir, options, analyze_missing, workers, stale_minutes)[0]
+
+
+def collect(sweep_dir, options=None, analyze_missing: bool = True, workers: int = 1,
+            stale_minutes: float = 10.0) -> tuple[list[dict], dict[str, tuple[str, dict | None]]]:
+    """:func:`collect_rows`'s rows and the analyses behind them: ``{job: (analysis state, analysis dict or
+    None)}`` for the completed jobs (the ``analyses`` of :func:`twm.results.results_rows`)."""
     from twm.analyze import AnalyzeOptions, analyze_runs, up_to_date
     from twm.sweep import run_dirs, run_state
 
@@ -429,7 +446,7 @@ def collect_rows(sweep_dir, options=None, analyze_missing: bool = True, workers:
                      len(completed))
         results = analyze_runs(todo, options, workers) if todo else {}
         analyses = {Path(k): v for k, v in results.items()}
-    rows = []
+    rows, found = [], {}
     for p in runs:
         analysis, astate = None, ""
         if states[p] == "completed":
@@ -439,21 +456,25 @@ def collect_rows(sweep_dir, options=None, analyze_missing: bool = True, workers:
             else:
                 analysis = up_to_date(p, options)
                 astate = "ok" if analysis is not None else "missing"
+            found[p.name] = (astate, analysis)
         rows.append(run_row(p, states[p], analysis, astate))
-    return rows
+    return rows, found
 
 
 def write_report(sweep_dir, out_dir=None, options=None, analyze_missing: bool = True, workers: int = 1,
-                 stale_minutes: float = 10.0) -> dict[str, Path]:
-    """Write ``table1.csv``, ``table1.md`` and ``table1.json`` for ``sweep_dir`` into ``out_dir`` (default: the
-    sweep folder); returns their paths."""
+                 stale_minutes: float = 10.0, format: str = "md") -> dict[str, Path]:
+    """Write ``table1.csv``, ``table1.md``, ``table1.json`` and ``results.csv`` (:mod:`twm.results`) for
+    ``sweep_dir`` into ``out_dir`` (default: the sweep folder), and with ``format="html"`` also ``report.html``
+    (:func:`write_sweep_page`); returns their paths."""
     from collections import Counter
 
     from twm.analyze import AnalyzeOptions
+    from twm.results import RESULTS, results_rows, save_results
     from twm.run.folder import write_json
 
+    check_format(format)
     options = options or AnalyzeOptions(plots=False)
-    rows = collect_rows(sweep_dir, options, analyze_missing, workers, stale_minutes)
+    rows, analyses = collect(sweep_dir, options, analyze_missing, workers, stale_minutes)
     cells = aggregate(rows)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -484,19 +505,171 @@ def write_report(sweep_dir, out_dir=None, options=None, analyze_missing: bool = 
                                                               ("threshold", "length_horizon", "length_batches",
                                                                "length_threshold", "rate_tol")},
                                "cells": cells, "published": published})
+    columns, results = results_rows(sweep_dir, analyses)
+    paths["results"] = save_results(out / RESULTS, columns, results)
+    if format == "html":
+        paths["html"] = write_sweep_page(sweep_dir, out / "report.html", counts, paths["md"].read_text(), columns,
+                                         results, analyses, options)
     return paths
+
+
+FORMATS = ("md", "html")
+
+
+def check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ReportError(f"format={format!r}: choose md (the default: table1.md / .csv / .json and results.csv) or "
+                          "html (also a self-contained report.html)")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# HTML pages
+# --------------------------------------------------------------------------------------------------------------
+def _short(column: str) -> str:
+    return column.rsplit(".", 1)[-1]
+
+
+def sweep_figures(columns: list[str], rows: list[dict], analyses: dict, options) -> list:
+    """The sweep page's figures from ``results.csv``'s rows and the analyses: length generalisation with one panel
+    per task and one mean curve per configuration (the config keys that vary across jobs, but the seed), and the
+    spectral error of every run per configuration."""
+    import numpy as np
+
+    from twm.analysis import plot_length_generalisation, plot_spectral_errors
+    from twm.pages import Image, png_of_figure
+    from twm.results import config_part, varying
+
+    analysed = [r for r in rows if r.get("analysis") == "ok" and analyses.get(r["job"], ("", None))[1]]
+    if not analysed:
+        return []
+    changing = [c for c in varying(config_part(columns), rows) if c != "seed"]
+    task_keys = [c for c in changing if c.startswith("task.")]
+    other = [c for c in changing if not c.startswith("task.")]
+
+    def panel(r):
+        name = r.get("summary.task") or r.get("task.name") or "task"
+        return ", ".join([str(name)] + [f"{_short(c)}={r.get(c)}" for c in task_keys if c != "task.name"])
+
+    def series(r):
+        return ", ".join(f"{_short(c)}={r.get(c)}" for c in other) or "all runs"
+
+    curves: dict = {}
+    errors: dict = {}
+    for r in analysed:
+        analysis = analyses[r["job"]][1]
+        acc = (analysis.get("length_generalisation") or {}).get("accuracy")
+        if acc:
+            curves.setdefault(panel(r), {}).setdefault(series(r), []).append(np.asarray(acc, dtype=float))
+        errors.setdefault(f"{panel(r)}; {series(r)}" if other else panel(r), []).append(
+            (analysis.get("spectral") or {}).get("error"))
+    horizons = [r.get("summary.final_horizon") for r in analysed if r.get("summary.final_horizon")]
+    figures = []
+    if curves:
+        means = {p: {f"{label} (mean of {len(c)})": np.mean(c, axis=0) for label, c in s.items()}
+                 for p, s in sorted(curves.items())}
+        fig = plot_length_generalisation(means, threshold=options.length_threshold,
+                                         train_horizon=max(horizons) if horizons else None,
+                                         title="accuracy per output step (mean over seeds per configuration)")
+        figures.append(Image(png_of_figure(fig), "Length generalisation: accuracy per output step, one panel per "
+                             "task, the mean over seeds of each configuration.", "length_generalisation"))
+    fig = plot_spectral_errors(dict(sorted(errors.items())), threshold=options.threshold)
+    figures.append(Image(png_of_figure(fig), "Spectral error against Φ (Table 1's metric, docs/science.md §4) of "
+                         "every analysed run, per configuration; undefined: the eigenvalue counts differ.",
+                         "spectral_errors"))
+    return figures
+
+
+def write_sweep_page(sweep_dir, path, counts: dict, table_md: str, columns: list[str], rows: list[dict],
+                     analyses: dict, options) -> Path:
+    """Write the sweep's self-contained ``report.html`` (:func:`twm.pages.sweep_sections`) to ``path``."""
+    from omegaconf import OmegaConf
+
+    from twm.pages import render_html, sweep_sections
+    from twm.results import config_part, varying
+    from twm.tasks import task_by_id
+
+    sweep_dir = Path(sweep_dir)
+    tasks = {}
+    for r in rows:
+        tid, s, d = r.get("summary.task_id"), r.get("task.s"), r.get("task.d")
+        if tid and s and d and (tuple(tid), s, d) not in tasks:
+            tasks[(tuple(tid), s, d)] = task_by_id(tuple(tid), int(s), int(d))
+    multirun = sweep_dir / "multirun.yaml"
+    if multirun.exists():
+        cfg = OmegaConf.load(multirun)
+
+        def plain(key):
+            node = OmegaConf.select(cfg, key)
+            return OmegaConf.to_container(node) if OmegaConf.is_config(node) else node
+
+        sweep_config = OmegaConf.to_yaml({"sweeper params": plain("hydra.sweeper.params") or {},
+                                          "command-line overrides": plain("hydra.overrides.task") or [],
+                                          "launcher": plain("hydra.launcher._target_")})
+    else:
+        sweep_config = "(no multirun.yaml in the sweep folder)"
+    config = config_part(columns)
+    changing = varying(config, rows)
+    present = [r for r in rows if r.get("state") != "missing"]
+    constant = {c: present[0].get(c) for c in config if present and c not in changing}
+    shown = ["job", "state", "analysis", *changing, "summary.test_accuracy",
+             "summary.final_horizon", "spectral.error", "spectral.error_optimal", "spectral.n_learned",
+             "spectral.n_theory", "basis.support_match", "length_generalisation.first_below"]
+    sections = sweep_sections(sweep_dir, counts, list(tasks.values()), table_md, shown, rows,
+                              sweep_figures(columns, rows, analyses, options), sweep_config, constant)
+    path = Path(path)
+    path.write_text(render_html(f"twm sweep report: {sweep_dir.name}", sections))
+    return path
+
+
+def write_run_report(run_dir, out_dir=None, options=None, format: str = "html") -> Path:
+    """The report page of one trained run: ``report.html`` (self-contained) or ``report.md`` in ``out_dir``
+    (default: the run folder). The run is analysed first (with its figures) unless its ``analysis.json`` is up
+    to date (:func:`twm.analyze.up_to_date`). Returns the path written."""
+    from dataclasses import replace
+
+    from twm.analyze import AnalyzeOptions, analyze_run
+    from twm.pages import render_html, render_markdown, run_sections
+    from twm.run.folder import CONFIG, RunFolder
+
+    check_format(format)
+    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
+    if not folder.checkpoint_path.exists() or not (run_dir / CONFIG).exists():
+        raise ReportError(f"run_dir={run_dir} is not a trained run folder: it needs {CONFIG} and "
+                          "checkpoints/last.ckpt (for a multirun folder use sweep_dir=)")
+    options = replace(options or AnalyzeOptions(), plots=True)
+    analysis = analyze_run(run_dir, options).to_dict()
+    state, reason = folder.state()
+    summary = folder.read_summary() or {}
+    task = folder.spec().task.task()
+    sections = run_sections(run_dir, state + (f" ({reason})" if reason else ""), summary, analysis,
+                            (run_dir / CONFIG).read_text(), task)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"twm run report: {task.name}, hidden {summary.get('hidden_size')}, seed {summary.get('seed')}"
+    path = out / f"report.{format}"
+    path.write_text(render_html(title, sections) if format == "html" else render_markdown(title, sections, path))
+    return path
 
 
 def run_from_config(cfg) -> dict[str, Path]:
     """The CLI's work on a composed ``conf/report.yaml`` (raises :class:`ReportError` on a bad request)."""
     from twm.analyze import AnalyzeOptions, boolean, number
 
+    if cfg.get("run_dir") is not None:
+        if cfg.get("sweep_dir") is not None:
+            raise ReportError("give one of run_dir= (one run's page) or sweep_dir= (the sweep's tables); both were "
+                              "given")
+        path = write_run_report(cfg.run_dir, cfg.get("out_dir"), AnalyzeOptions.from_config(cfg),
+                                str(cfg.get("format") or "html"))
+        return {str(path.suffix[1:]): path}
     if cfg.get("sweep_dir") is None:
-        raise ReportError("sweep_dir= is required: the multirun folder of the Table-1 sweep "
-                          "(e.g. python -m twm.report sweep_dir=outputs/sweeps/table1)")
+        raise ReportError("sweep_dir= is required: the multirun folder of a sweep "
+                          "(e.g. python -m twm.report sweep_dir=outputs/sweeps/table1), or run_dir= for one run")
     options = AnalyzeOptions.from_config(cfg)
     return write_report(cfg.sweep_dir, cfg.get("out_dir"), options, number(cfg, "analyze_missing", boolean, True),
-                        number(cfg, "workers", int, 1), number(cfg, "stale_minutes", float, 10.0))
+                        number(cfg, "workers", int, 1), number(cfg, "stale_minutes", float, 10.0),
+                        str(cfg.get("format") or "md"))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
@@ -509,6 +682,8 @@ def main(cfg: DictConfig) -> None:
         sys.stderr.write(f"twm.report: {err}\nNothing was written. See conf/report.yaml for the options.\n")
         sys.exit(2)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if "csv" not in paths:  # one run's page
+        return
     print(paths["md"].read_text().split("## Count-matched runs")[0].split("## Reproduced\n")[-1].strip())
     with open(paths["csv"], newline="") as fh:
         damaged = [r["run"] for r in csv.DictReader(fh) if r["status"] == "damaged"]

@@ -3,7 +3,7 @@
     python experiments/length_generalisation/make_figures.py
 
 Reads ``experiments/table1/runs/*/analysis.json`` (accuracy per output step to 1 000, 4 batches of 64, the run's
-test seed) and writes ``length_generalisation.png`` (mean curve per task at hidden 128 and 64, L2 = 0),
+test seed) and writes ``length_generalisation.png`` (one panel per task: the mean curve at hidden 128 and 64, L2 = 0),
 ``results.csv`` (one row per run: accuracy at output steps 100, 200, 500, 1000 and the first step below 0.94) and
 ``results.md`` (means per task × hidden × L2).
 """
@@ -49,10 +49,11 @@ def main() -> None:
         firsts = ", ".join(str(r["first_below_0.94"]) for r in rs)
         lines.append(f"| {task} | {hidden} | {l2:g} | {len(rs)} | {accs} | {firsts} |")
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
-    mean_curves = {f"{task} h{hidden} (L2 0, mean of {len(c)})": np.mean(c, axis=0)
-                   for (task, hidden), c in sorted(curves.items(), key=lambda kv: (kv[0][0], -kv[0][1]))}
-    plot_length_generalisation(mean_curves, path=HERE / "length_generalisation.png",
-                               title="accuracy per output step, trained to H = 100 (CPU Table-1 grid)")
+    by_task: dict[str, dict] = defaultdict(dict)  # one panel per task, one line per hidden size
+    for (task, hidden), c in sorted(curves.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        by_task[task][f"hidden {hidden} (mean of {len(c)})"] = np.mean(c, axis=0)
+    plot_length_generalisation(dict(by_task), path=HERE / "length_generalisation.png",
+                               title="accuracy per output step, L2 = 0, trained to H = 100 (CPU Table-1 grid)")
     print("\n".join(lines))
 
 

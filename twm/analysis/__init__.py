@@ -4,6 +4,7 @@ length generalisation and the figures. Pure functions on weights and trajectorie
 from twm.analysis.basis import (
     VariableMemoryBasis,
     normalise_for_display,
+    normalise_per_memory,
     persistent_projector,
     states_in_basis,
     support_summary,
@@ -16,6 +17,7 @@ from twm.analysis.plots import (
     plot_gradient_flow,
     plot_hidden_waves,
     plot_length_generalisation,
+    plot_spectral_errors,
     plot_spectrum,
     plot_weights_in_basis,
 )
@@ -47,10 +49,12 @@ __all__ = [
     "length_generalisation",
     "load_probe_csv",
     "normalise_for_display",
+    "normalise_per_memory",
     "persistent_projector",
     "plot_gradient_flow",
     "plot_hidden_waves",
     "plot_length_generalisation",
+    "plot_spectral_errors",
     "plot_spectrum",
     "plot_weights_in_basis",
     "spectral_comparison",

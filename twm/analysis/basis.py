@@ -250,3 +250,19 @@ def normalise_for_display(coords) -> np.ndarray:
         raise ValueError(f"coords must be (T, ..., s, d), got shape {C.shape}")
     peak = np.max(np.abs(C), axis=(-2, -1), keepdims=True)
     return np.divide(C, peak, out=np.zeros_like(C), where=peak > 0)
+
+
+def normalise_per_memory(coords) -> np.ndarray:
+    """Per-memory normalisation (the paper's Figs. 8–10: "normalize the activity along each variable memory to have
+    standard deviation 1"; docs/science.md §7): every variable's coordinates are divided by their standard deviation
+    over time and dims.
+
+    ``coords``: ``(T, ..., s, d)``, time first; the standard deviation (population, about the mean) runs over axis 0
+    and the last axis, separately for every variable (and every index of any axes in between). The values are only
+    scaled, not centred, so their signs keep their meaning. A variable that is constant zero stays zero. Same shape.
+    """
+    C = as_numpy(coords)
+    if C.ndim < 3:
+        raise ValueError(f"coords must be (T, ..., s, d), got shape {C.shape}")
+    sd = np.std(C, axis=(0, C.ndim - 1), keepdims=True)
+    return np.divide(C, sd, out=np.zeros_like(C), where=sd > 0)

@@ -7,14 +7,16 @@ created or leaked), saves it to ``path`` when given (parent folders are created)
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
+from matplotlib.colors import Normalize, SymLogNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from twm.analysis.basis import normalise_for_display
 from twm.analysis.spectra import as_numpy
@@ -125,113 +127,159 @@ def _block_axes(ax, s: int, d: int) -> None:
     ax.tick_params(length=0)
 
 
-def plot_weights_in_basis(matrix, s: int, d: int, path=None, kept=None, title: str | None = None) -> Figure:
+def plot_weights_in_basis(matrix, s: int, d: int, path=None, kept=None, title: str | None = None,
+                          robust: float | None = 95.0) -> Figure:
     """``Ψ* W_hh Ψ`` ``(s*d, s*d)`` as a diverging heatmap with symmetric colour limits and block lines every d
     (Fig. 4). Rows: the variable written to; columns: the variable read from; labelled 1..s (s newest).
-    ``kept``: optional ``(s*d,)`` bool mask (``VariableMemoryBasis.kept``); rows and columns of coordinates not
-    kept are drawn grey instead of as zeros."""
+
+    ``kept``: optional ``(s*d,)`` bool mask (``VariableMemoryBasis.kept``); rows and columns of coordinates not kept
+    are drawn grey instead of as zeros, and a legend says so. ``robust``: the colour limit is this percentile (the
+    nearest row at or below it) of the shown rows' largest ``|entry|``: in a TWM every row holds one entry of Φ, so a
+    few outliers do not wash out the rest; larger entries take the end colours and the colour bar is extended.
+    ``None``: the largest ``|entry|``.
+    """
     M = as_numpy(matrix)
     if M.shape != (s * d, s * d):
         raise ValueError(f"matrix must be ({s * d}, {s * d}), got {M.shape}")
-    vmax = float(np.max(np.abs(M))) or 1.0
-    shown = M
-    if kept is not None:
-        kept = np.asarray(kept, dtype=bool)
-        shown = np.ma.masked_array(M, mask=~(kept[:, None] & kept[None, :]))
+    if robust is not None and not 0 < robust <= 100:
+        raise ValueError(f"robust must be a percentile in (0, 100] or None, got {robust}")
+    kept = np.ones(s * d, dtype=bool) if kept is None else np.asarray(kept, dtype=bool)
+    shown = np.ma.masked_array(M, mask=~(kept[:, None] & kept[None, :]))
+    block = np.abs(M[np.ix_(kept, kept)])
+    peak = float(block.max()) if block.size else 0.0
+    vmax = peak
+    if robust is not None and block.size:
+        vmax = float(np.percentile(block.max(axis=1), robust, method="lower"))
+    vmax = vmax or peak or 1.0
     cmap = colormaps["RdBu_r"].with_extremes(bad="0.8")
-    fig = _figure(6.2, 5.4)
+    fig = _figure(6.4, 6.0)
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(shown, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
     _block_axes(ax, s, d)
     ax.set_xlabel("from variable (column of Ψ)")
     ax.set_ylabel("to variable (row of Ψ*)")
     ax.set_title(title or "W_hh in the variable-memory basis: Ψ* W_hh Ψ", fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    clipped = peak > vmax * (1 + 1e-9)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, extend="both" if clipped else "neither")
+    scale = f"{robust:g}th percentile of the row maxima" if robust is not None else "largest |entry|"
+    bar.set_label(f"entry; colour limit ±{vmax:.2g} ({scale}" + (f"; largest |entry| {peak:.2g})" if clipped
+                                                                 else ")"), fontsize=8)
+    if not kept.all():
+        ax.legend(handles=[Patch(facecolor="0.8", edgecolor="0.5", lw=0.5,
+                                 label=f"masked: {int((~kept).sum())} coordinates not kept (no persistent memory)")],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.09), fontsize=8, frameon=False)
     return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Fig. 3: the hidden waves
 # --------------------------------------------------------------------------------------------------------------
-def _portrait_grid(n: int) -> tuple[int, int]:
-    """``(rows, cols)`` with ``rows >= cols``, ``rows * cols >= n``, as square as an exact factorisation allows."""
-    cols = int(np.floor(np.sqrt(n)))
-    while cols > 1 and n % cols:
-        cols -= 1
-    if cols == 1 and n > 3:  # a prime n: pad a near-square grid instead of one long column
-        cols = int(np.floor(np.sqrt(n)))
-    return int(np.ceil(n / cols)), cols
+WAVE_NORMALISATIONS = {
+    "step": "each step ÷ its max |value| over all variables (global per-step; the default)",
+    "memory": "each variable ÷ its standard deviation over time and dims (per memory, as the paper's Fig. 8)",
+    "none": "raw values",
+}
 
 
-def plot_hidden_waves(coords, path=None, raw_hidden=None, times=None, max_panels: int = 16, normalise: bool = True,
+def plot_hidden_waves(coords, path=None, raw_hidden=None, times=None, max_panels: int | None = None,
+                      normalise: str = "step", inputs: int | None = None, columns: int | None = None,
                       title: str | None = None) -> Figure:
-    """Substrate coordinates over time (Fig. 3B), optionally above the raw hidden state (Fig. 3A).
+    """Substrate coordinates over time (Fig. 3B), optionally below the raw hidden state (Fig. 3A).
 
-    ``coords``: ``(T, s, d)`` (e.g. :func:`~twm.analysis.basis.states_in_basis` of one sample). One panel per
-    time step (the first ``max_panels``), rows = variables s (top, newest) … 1 (bottom), columns = dims, so an
-    input enters at the top and travels down one row per step. With ``normalise`` (default) each time step is
-    divided by its max ``|value|`` over all variables (global per-timestep normalisation,
-    :func:`~twm.analysis.basis.normalise_for_display`; said in the title). ``raw_hidden``: ``(T, n)``, drawn as a
-    near-square grid per step, one symmetric colour scale (max ``|h|`` over the shown steps) for every step.
-    ``times``: labels of the steps (default 1..T).
+    ``coords``: ``(T, s, d)`` (e.g. :func:`~twm.analysis.basis.states_in_basis` of one sample). One panel per time
+    step for the first ``max_panels`` steps (default ``2 s``: the input phase and one full trip of the wave), in rows
+    of ``columns`` panels (default ``min(s, 12)``). In a panel, rows are the variables s (top, newest) … 1 (bottom)
+    and columns the dims 1..d, so an input enters at the top and travels down one row per step.
+
+    ``normalise`` (stated in the figure's title): ``"step"`` (default, docs/science.md §7) divides each time step by
+    its max ``|value|`` over all variables (:func:`~twm.analysis.basis.normalise_for_display`); ``"memory"`` divides
+    each variable by its standard deviation over all ``T`` steps and dims, the paper's choice in Figs. 8–10
+    (:func:`~twm.analysis.basis.normalise_per_memory`); ``"none"`` shows the raw coordinates. ``raw_hidden``: ``(T,
+    n)``, drawn above as one units × time image on one symmetric colour scale. ``inputs``: the number of leading
+    steps that received an input (their panels get an orange frame). ``times``: labels of the steps (default 1..T).
     """
+    from twm.analysis.basis import normalise_per_memory
+
     C = as_numpy(coords)
     if C.ndim != 3:
         raise ValueError(f"coords must be (T, s, d), got {C.shape}")
+    if normalise not in WAVE_NORMALISATIONS:
+        raise ValueError(f"normalise={normalise!r}; choose one of {', '.join(WAVE_NORMALISATIONS)}")
     T, s, d = C.shape
-    shown = min(T, max_panels)
+    shown = min(T, max_panels or 2 * s)
+    cols = max(1, min(shown, columns or min(s, 12)))
+    n_rows = int(np.ceil(shown / cols))
     times = np.arange(1, T + 1) if times is None else np.asarray(times)
-    C = normalise_for_display(C) if normalise else C
-    vmax = 1.0 if normalise else (float(np.max(np.abs(C))) or 1.0)
-    rows = 2 if raw_hidden is not None else 1
-    width = min(1.05 * shown + 1.4, 18.0)
-    fig = _figure(width, 2.3 * rows + 0.6)
-    grid = fig.add_gridspec(rows, shown + 1, width_ratios=[1] * shown + [0.12], wspace=0.15, hspace=0.25)
+    C = {"step": normalise_for_display, "memory": normalise_per_memory, "none": np.asarray}[normalise](C)
+    vmax = 1.0 if normalise == "step" else (float(np.max(np.abs(C[:shown]))) or 1.0)
+    panel_w = 1.3
+    panel_h = float(np.clip(panel_w * s / d, 0.9, 2.6))
+    raw_h = 2.0 if raw_hidden is not None else 0.0
+    fig = _figure(cols * panel_w + 1.6, n_rows * (panel_h + 0.35) + raw_h + 1.2)
+    ratios = ([raw_h] if raw_hidden is not None else []) + [panel_h] * n_rows
+    grid = fig.add_gridspec(len(ratios), cols + 1, height_ratios=ratios, width_ratios=[1] * cols + [0.1],
+                            wspace=0.12, hspace=0.45)
+    first = 0
     if raw_hidden is not None:
         Hr = as_numpy(raw_hidden)
         if Hr.ndim != 2 or Hr.shape[0] != T:
             raise ValueError(f"raw_hidden must be (T, n) with T = {T}, got {Hr.shape}")
-        gr, gc = _portrait_grid(Hr.shape[1])
-        padded = np.full((T, gr * gc), np.nan)
-        padded[:, : Hr.shape[1]] = Hr
-        hmax = float(np.nanmax(np.abs(Hr[:shown]))) or 1.0
-        for t in range(shown):
-            ax = fig.add_subplot(grid[0, t])
-            im_raw = ax.imshow(padded[t].reshape(gr, gc), cmap="RdBu_r", vmin=-hmax, vmax=hmax,
-                               interpolation="nearest", aspect="auto")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"t={times[t]}", fontsize=7)
-            if t == 0:
-                ax.set_ylabel("hidden h(t)", fontsize=8)
-        fig.colorbar(im_raw, cax=fig.add_subplot(grid[0, -1])).set_label("h (one scale)", fontsize=7)
-    for t in range(shown):
-        ax = fig.add_subplot(grid[rows - 1, t])
-        im = ax.imshow(C[t][::-1], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest", aspect="auto")
+        hmax = float(np.max(np.abs(Hr[:shown]))) or 1.0
+        ax = fig.add_subplot(grid[0, :cols])
+        im_raw = ax.imshow(Hr[:shown].T, cmap="RdBu_r", vmin=-hmax, vmax=hmax, interpolation="nearest",
+                           aspect="auto", extent=(0.5, shown + 0.5, Hr.shape[1] - 0.5, -0.5))
+        ax.set_xticks(np.arange(1, shown + 1), [str(v) for v in times[:shown]], fontsize=7)
+        ax.set_ylabel(f"unit (n = {Hr.shape[1]})", fontsize=8)
+        ax.set_title("A  raw hidden state h(t), units × time steps", fontsize=9, loc="left")
+        fig.colorbar(im_raw, cax=fig.add_subplot(grid[0, -1])).set_label("h(t)", fontsize=7)
+        first = 1
+    for k in range(shown):
+        r, c = divmod(k, cols)
+        ax = fig.add_subplot(grid[first + r, c])
+        im = ax.imshow(C[k][::-1], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest", aspect="auto")
+        ax.set_title(f"t={times[k]}", fontsize=8, pad=2)
         ax.set_xticks([])
-        if t == 0:
-            ticks = [0, s - 1] if s > 4 else list(range(s))
-            ax.set_yticks(ticks, [str(s - k) for k in ticks], fontsize=7)
-            ax.set_ylabel("variable (s top … 1)", fontsize=8)
+        if c == 0:
+            ticks = list(range(s)) if s <= 16 else [0, s // 2, s - 1]
+            ax.set_yticks(ticks, [str(s - i) for i in ticks], fontsize=7)
+            ax.set_ylabel("variable", fontsize=8)
         else:
             ax.set_yticks([])
-        if raw_hidden is None:
-            ax.set_title(f"t={times[t]}", fontsize=7)
-    fig.colorbar(im, cax=fig.add_subplot(grid[rows - 1, -1])).set_label(
-        "normalised" if normalise else "Ψ* h", fontsize=7)
-    how = "each step ÷ its max |value| over all variables" if normalise else "raw values"
+        if r == n_rows - 1 or k + cols >= shown:
+            ax.set_xlabel(f"dim 1..{d}", fontsize=7, labelpad=2)
+        if inputs is not None and k < inputs:
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:orange")
+                spine.set_linewidth(1.6)
+        if k == 0 and raw_hidden is not None:
+            ax.annotate("B  the same states in the variable-memory basis, Ψ* h(t)", (0, 1), xycoords="axes fraction",
+                        xytext=(0, 16), textcoords="offset points", fontsize=9)
+    for r in range(n_rows):
+        bar = fig.colorbar(im, cax=fig.add_subplot(grid[first + r, -1]))
+        bar.set_label({"step": "÷ step max", "memory": "÷ memory sd", "none": "Ψ* h"}[normalise], fontsize=7)
     extra = f"; first {shown} of {T} steps" if shown < T else ""
-    fig.suptitle(title or f"hidden state in the variable-memory basis Ψ* h(t) ({how}{extra})", fontsize=9)
+    frames = f"; orange frames: the {inputs} input steps" if inputs else ""
+    head = title or f"hidden state in the variable-memory basis Ψ* h(t), variables {s} (top) … 1"
+    fig.suptitle(f"{head}\ncolours: {WAVE_NORMALISATIONS[normalise]}{extra}{frames}", fontsize=9)
     return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Fig. 5: gradient flow during training
 # --------------------------------------------------------------------------------------------------------------
-def plot_gradient_flow(steps, G, rates, max_abs_eig, path=None, title: str | None = None) -> Figure:
+def plot_gradient_flow(steps, G, rates, max_abs_eig, path=None, title: str | None = None,
+                       step_scale: str = "symlog") -> Figure:
     """Fig. 5. ``steps`` ``(m,)``, ``G`` ``(m, s)`` (input-gradient profiles), ``rates`` ``(m,)`` (decay rate r),
     ``max_abs_eig`` ``(m,)``. A: ``G_t`` against input index t, one line per probe coloured by training step, log
-    y. B: r (red, left axis) and ``max|λ(W_hh)|`` (blue, right axis, dotted line at 1) against training step."""
+    y. B: r (red, left axis) and ``max|λ(W_hh)|`` (blue, right axis, dashed line at 1) against training step, with
+    the first step where ``max|λ|`` exceeds 1 marked (grey line).
+
+    ``step_scale``: ``"symlog"`` (default) draws the step axis (and the colours of A) linear up to the first probe
+    after step 0 and logarithmic beyond, so a crossing in the first few hundred of 20 000 steps is visible;
+    ``"linear"``: a plain axis.
+    """
+    if step_scale not in ("symlog", "linear"):
+        raise ValueError(f"step_scale={step_scale!r}; choose 'symlog' or 'linear'")
     steps = np.asarray(steps, dtype=np.float64).ravel()
     G = np.atleast_2d(np.asarray(G, dtype=np.float64))
     rates = np.asarray(rates, dtype=np.float64).ravel()
@@ -239,14 +287,20 @@ def plot_gradient_flow(steps, G, rates, max_abs_eig, path=None, title: str | Non
     if not (len(steps) == len(G) == len(rates) == len(eig)):
         raise ValueError("steps, G, rates and max_abs_eig must have the same number of probes")
     s = G.shape[1]
+    positive = steps[steps > 0]
+    linthresh = float(positive.min()) if positive.size else 1.0
+    vmin, vmax = float(steps.min()), float(max(steps.max(), steps.min() + 1))
+    if step_scale == "symlog":
+        norm = SymLogNorm(linthresh=linthresh, linscale=0.5, vmin=vmin, vmax=vmax, base=10)
+    else:
+        norm = Normalize(vmin=vmin, vmax=vmax)
     fig = _figure(11.0, 4.2)
     axA, axB = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    norm = Normalize(vmin=float(steps.min()), vmax=float(max(steps.max(), steps.min() + 1)))
     cmap = colormaps["viridis"]
     t = np.arange(1, s + 1)
     for k in range(len(steps)):
-        positive = np.where(G[k] > 0, G[k], np.nan)
-        axA.plot(t, positive, color=cmap(norm(steps[k])), lw=1.2, marker="o", ms=2.5)
+        profile = np.where(G[k] > 0, G[k], np.nan)
+        axA.plot(t, profile, color=cmap(norm(steps[k])), lw=1.2, marker="o", ms=2.5)
     axA.set_yscale("log")
     axA.set_xticks(t)
     axA.set_xlabel("input step t (1 = oldest)")
@@ -255,7 +309,7 @@ def plot_gradient_flow(steps, G, rates, max_abs_eig, path=None, title: str | Non
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axA, label="training step")
     axB.plot(steps, rates, color="tab:red", lw=1.4, marker="o", ms=2.5, label="decay rate r")
     axB.axhline(0, color="tab:red", lw=0.6, ls=":")
-    axB.set_xlabel("training step")
+    axB.set_xlabel("training step" + (f" (linear to {linthresh:g}, then log)" if step_scale == "symlog" else ""))
     axB.set_ylabel("decay rate r (slope of ln G_t)", color="tab:red")
     axB.tick_params(axis="y", colors="tab:red")
     axE = axB.twinx()
@@ -265,6 +319,15 @@ def plot_gradient_flow(steps, G, rates, max_abs_eig, path=None, title: str | Non
                  fontsize=7, color="tab:blue", ha="right")
     axE.set_ylabel("max |λ(W_hh)|", color="tab:blue")
     axE.tick_params(axis="y", colors="tab:blue")
+    above = np.flatnonzero(eig > 1.0)
+    if above.size:
+        crossing = float(steps[above[0]])
+        axB.axvline(crossing, color="0.4", lw=0.9, ls="-.")
+        axB.annotate(f"max|λ| > 1\nfrom step {crossing:g}", (crossing, 0.5), xycoords=("data", "axes fraction"),
+                     xytext=(4, 0), textcoords="offset points", fontsize=8, color="0.25", va="center")
+    if step_scale == "symlog":
+        axB.set_xscale("symlog", linthresh=linthresh, linscale=0.5, base=10)
+        axB.set_xlim(vmin, vmax * 1.05)
     axB.set_title("B  decay rate and spectral radius", fontsize=10, loc="left")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -275,25 +338,107 @@ def plot_gradient_flow(steps, G, rates, max_abs_eig, path=None, title: str | Non
 # --------------------------------------------------------------------------------------------------------------
 # Length generalisation
 # --------------------------------------------------------------------------------------------------------------
+def _series_style(k: int) -> dict:
+    """Series ``k`` of a panel: its own colour and dash, and lines thinner (and drawn later) the later they come, so
+    a series lying exactly on an earlier one still shows as a thin line inside a wide one."""
+    return {"color": colormaps["tab10"](k % 10), "ls": ("-", "--", "-.", ":")[k % 4], "lw": max(0.8, 2.2 - 0.6 * k),
+            "zorder": 2 + k}
+
+
 def plot_length_generalisation(curves: dict, path=None, threshold: float = 0.94, train_horizon: int | None = 100,
-                               title: str | None = None) -> Figure:
-    """Per-step accuracy against output step for each ``label -> accuracy (horizon,)``, with the ``threshold``
-    (dashed), chance 0.5 (dotted) and the training horizon (vertical line; ``None`` to omit)."""
-    fig = _figure(7.5, 4.0)
-    ax = fig.add_subplot(1, 1, 1)
+                               title: str | None = None, columns: int = 2) -> Figure:
+    """Per-step accuracy against output step, with the ``threshold`` (dashed), chance 0.5 (dotted) and the training
+    horizon (vertical line; ``None`` to omit).
+
+    ``curves``: ``label -> accuracy (horizon,)`` for one panel, or ``panel title -> {label -> accuracy}`` for small
+    multiples (one panel per key, e.g. per task, ``columns`` per row, shared axes; one legend under the panels when
+    they all have the same series, else one per panel). Within a panel each series has its own colour, dash and
+    width (:func:`_series_style`), so none hides another.
+    """
+    nested = bool(curves) and all(isinstance(v, Mapping) for v in curves.values())
+    panels = dict(curves) if nested else {"": curves}
+    shared = nested and len({tuple(map(str, s)) for s in panels.values()}) == 1
+    n = len(panels)
+    cols = max(1, min(columns, n)) if nested else 1
+    rows = int(np.ceil(n / cols))
+    fig = _figure(7.5 if not nested else 4.3 * cols + 0.4, 4.0 if not nested else 2.9 * rows + 0.9)
     lowest = 1.0
-    for label, acc in curves.items():
-        acc = np.asarray(acc, dtype=np.float64).ravel()
-        ax.plot(np.arange(1, acc.size + 1), acc, lw=1.2, label=str(label))
-        if acc.size:
-            lowest = min(lowest, float(np.nanmin(acc)))
-    ax.axhline(threshold, color="0.3", ls="--", lw=0.9, label=f"threshold {threshold:g}")
-    ax.axhline(0.5, color="0.6", ls=":", lw=0.9, label="chance")
-    if train_horizon is not None:
-        ax.axvline(train_horizon, color="0.5", lw=0.9, ls="-.", label=f"training horizon {train_horizon}")
-    ax.set_ylim(min(0.45, lowest - 0.03), 1.02)
-    ax.set_xlabel("output step")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title or "length generalisation", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    for series in panels.values():
+        for acc in series.values():
+            acc = np.asarray(acc, dtype=np.float64).ravel()
+            if acc.size:
+                lowest = min(lowest, float(np.nanmin(acc)))
+    axes = []
+    for i, (name, series) in enumerate(panels.items()):
+        ax = fig.add_subplot(rows, cols, i + 1, sharex=axes[0] if axes else None, sharey=axes[0] if axes else None)
+        axes.append(ax)
+        for k, (label, acc) in enumerate(series.items()):
+            acc = np.asarray(acc, dtype=np.float64).ravel()
+            ax.plot(np.arange(1, acc.size + 1), acc, label=str(label), **_series_style(k))
+        ax.axhline(threshold, color="0.3", ls="--", lw=0.9, label=f"threshold {threshold:g}")
+        ax.axhline(0.5, color="0.6", ls=":", lw=0.9, label="chance")
+        if train_horizon is not None:
+            ax.axvline(train_horizon, color="0.5", lw=0.9, ls="-.", label=f"training horizon {train_horizon}")
+        ax.set_ylim(min(0.45, lowest - 0.03), 1.02)
+        if name:
+            ax.set_title(str(name), fontsize=9)
+        if i % cols == 0:
+            ax.set_ylabel("accuracy")
+        if i >= n - cols:
+            ax.set_xlabel("output step")
+        if nested and not shared:
+            handles, labels = ax.get_legend_handles_labels()
+            ax.legend(handles[: len(series)], labels[: len(series)], fontsize=7, loc="best", frameon=False)
+    if nested:
+        handles, labels = axes[0].get_legend_handles_labels()
+        k = len(next(iter(panels.values())))
+        keep = slice(0, None) if shared else slice(k, None)  # series too when every panel has the same ones
+        legend = fig.legend(handles[keep], labels[keep], loc="upper center", ncol=2 if shared else 3, fontsize=8,
+                            frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.suptitle(title or "length generalisation", fontsize=10)
+        fig.subplots_adjust(hspace=0.35, wspace=0.12)
+        legend.set_in_layout(True)
+    else:
+        axes[0].set_title(title or "length generalisation", fontsize=10)
+        axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A sweep's spectral errors (Table 1's metric per configuration)
+# --------------------------------------------------------------------------------------------------------------
+def plot_spectral_errors(errors: dict, path=None, threshold: float = 0.9, title: str | None = None) -> Figure:
+    """Table 1's metric per configuration of a sweep (docs/science.md §4): ``label -> [error in radians, or None
+    when the eigenvalue counts differ, one per run]``. One column per label: a dot per run with a defined error (log
+    y, spread sideways so equal values stay apart) and, under it, how many runs have none ("k undefined")."""
+    labels = list(errors)
+    fig = _figure(min(max(5.0, 0.42 * len(labels) + 2.0), 20.0), 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    defined = {label: np.array([v for v in errors[label] if v is not None and np.isfinite(v) and v > 0],
+                               dtype=np.float64) for label in labels}
+    values = np.concatenate([v for v in defined.values()] + [np.empty(0)])
+    # a band under the lowest error holds the counts of undefined runs (log axis: 1.5 decades below it)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (None, None)
+    for i, label in enumerate(labels):
+        points = defined[label]
+        if points.size:
+            offsets = np.linspace(-0.22, 0.22, points.size) if points.size > 1 else np.zeros(1)
+            ax.scatter(i + offsets, points, s=14, color="tab:blue", alpha=0.8, zorder=3)
+        undefined = len(list(errors[label])) - points.size
+        if undefined:
+            y, transform = (lo / 35, ax.transData) if lo else (0.05, ax.get_xaxis_transform())
+            ax.text(i, y, f"{undefined} undefined", transform=transform, rotation=90, ha="center", va="bottom",
+                    fontsize=7, color="tab:red")
+    if lo:
+        ax.set_yscale("log")
+        ax.set_ylim(lo / 40, hi * 2)
+        ax.axhline(lo / 2, color="0.75", lw=0.6, ls=":")
+    else:
+        ax.set_yticks([])
+        ax.text(0.5, 0.6, "no run has a defined error", transform=ax.transAxes, ha="center", fontsize=9)
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylabel(f"spectral error (rad), |λ| > {threshold:g}")
+    ax.grid(axis="y", color="0.9", lw=0.6)
+    ax.set_title(title or "spectral error against Φ per configuration (one dot per run)", fontsize=10)
     return _save(fig, path)
