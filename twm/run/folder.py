@@ -10,7 +10,8 @@
 
 Checkpoint format (one for both engines, so either resumes a run the other started): a Lightning checkpoint —
 ``state_dict`` (``model.*``: the ``ElmanRNN``), ``optimizer_states`` (``torch.optim.Adam``'s state dict),
-``loops`` (the fit-loop progress at ``global_step``), ``callbacks``, ``hyper_parameters`` (``{"spec": ...}``) — plus a
+``lr_schedulers`` (the ``torch.optim.lr_scheduler`` state when the run has a schedule, else empty), ``loops`` (the
+fit-loop progress at ``global_step``), ``callbacks``, ``hyper_parameters`` (``{"spec": ...}``) — plus a
 ``"twm"`` entry, :class:`TrainState`: the curriculum, the data generator, the last step's metrics, the wall clock.
 ``HDSModule.load_from_checkpoint(path)`` (``twm.train.lightning``) loads it; :meth:`RunFolder.load_model` gives the
 network without Lightning.
@@ -178,10 +179,12 @@ def _jsonable(value):
     raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
-def lightning_loops(step: int, finished: bool = False) -> dict:
+def lightning_loops(step: int, finished: bool = False, schedulers: int = 0) -> dict:
     """Lightning's fit-loop progress after ``step`` optimizer steps of one endless epoch (the ``loops`` entry that
-    ``Trainer.fit(ckpt_path=...)`` resumes from); ``finished``: the fit has ended (the epoch counts as done).
-    Mid-run, Lightning saves from the batch-end hooks, before it counts the batch as completed."""
+    ``Trainer.fit(ckpt_path=...)`` resumes from); ``finished``: the fit has ended (the epoch counts as done);
+    ``schedulers``: learning-rate schedulers stepped after every optimizer step (each step counts once per
+    scheduler, before the batch-end hooks). Mid-run, Lightning saves from the batch-end hooks, before it counts the
+    batch as completed."""
 
     def progress(n, started=True, processed=True):
         counts = {"ready": n, "completed": n}
@@ -207,7 +210,7 @@ def lightning_loops(step: int, finished: bool = False) -> dict:
             "state_dict": {},
             "epoch_loop.state_dict": {"_batches_that_stepped": counted},
             "epoch_loop.batch_progress": batches(step, counted),
-            "epoch_loop.scheduler_progress": progress(0, started=False, processed=False),
+            "epoch_loop.scheduler_progress": progress(step * schedulers, started=False, processed=False),
             "epoch_loop.automatic_optimization.state_dict": {},
             "epoch_loop.automatic_optimization.optim_progress": {
                 "optimizer": {"step": progress(step, started=False, processed=False),
@@ -229,24 +232,41 @@ def checkpoint_payload(spec: RunSpec, weights: dict[str, torch.Tensor], adam: Ad
     """A checkpoint in the format the Lightning engine writes, from an engine's raw state (CPU tensors).
     ``weights`` and ``adam`` are keyed by ``ElmanRNN`` parameter names."""
     names = list(weights)
-    template = spec.make_optimizer([torch.zeros(1) for _ in names]).state_dict()["param_groups"]
+    optimizer = spec.make_optimizer([torch.zeros(1) for _ in names])
+    schedulers = scheduler_states(spec, optimizer, int(state.steps))
+    template = optimizer.state_dict()["param_groups"]
     return {
         "epoch": 0,
         "global_step": int(state.steps),
         "pytorch-lightning_version": version("lightning"),
         "state_dict": {f"model.{k}": v for k, v in weights.items()},
-        "loops": lightning_loops(int(state.steps), finished=state.steps >= spec.steps),
+        "loops": lightning_loops(int(state.steps), finished=state.steps >= spec.steps, schedulers=len(schedulers)),
         "callbacks": dict(callbacks or {}),
         "optimizer_states": [{
             "state": {i: {"step": torch.tensor(float(adam.step)), "exp_avg": adam.exp_avg[k],
                           "exp_avg_sq": adam.exp_avg_sq[k]} for i, k in enumerate(names)} if adam.step else {},
             "param_groups": template,
         }],
-        "lr_schedulers": [],
+        "lr_schedulers": schedulers,
         "hparams_name": "kwargs",
         "hyper_parameters": {"spec": spec.to_dict()},
         "twm": state.to_dict(),
     }
+
+
+def scheduler_states(spec: RunSpec, optimizer: torch.optim.Optimizer, steps: int) -> list[dict]:
+    """The ``lr_schedulers`` entry of a checkpoint after ``steps`` optimizer steps: the state of the run's
+    ``torch.optim.lr_scheduler`` stepped once per step (empty at a constant learning rate). ``optimizer``, fresh,
+    is left holding the scheduled learning rate (its ``param_groups`` are the checkpoint's)."""
+    scheduler = spec.make_scheduler(optimizer)
+    if scheduler is None:
+        return []
+    lr = spec.scheduler.lr_at(spec.optim.lr, steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    state = scheduler.state_dict()
+    state.update(last_epoch=steps, _step_count=steps + 1, _last_lr=[lr for _ in optimizer.param_groups])
+    return [state]
 
 
 def adam_state(checkpoint: dict, names: list[str]) -> AdamState:
