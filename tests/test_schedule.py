@@ -166,12 +166,16 @@ def test_batched_resumes_across_the_drop_bitwise(clean, tmp_path):
     _same_run(clean / "batched", tmp_path / "run")
 
 
-def test_each_engine_resumes_the_others_run_after_the_drop(clean, tmp_path):
+@pytest.mark.parametrize("kill", [25, 45], ids=["before_the_drop", "after_the_drop"])
+def test_lightning_resumes_a_batched_run(clean, tmp_path, kill):
     with pytest.raises(_Kill):
-        _batched(tmp_path / "b2l", progress=_kill_at(45))
-    assert RunFolder(tmp_path / "b2l").checkpoint_step() == 2 * EVERY  # after the drop
-    assert _lightning(tmp_path / "b2l")["engine"] == "lightning"
-    _same_run(clean / "lightning", tmp_path / "b2l", atol=1e-4)
+        _batched(tmp_path / "run", progress=_kill_at(kill))
+    assert RunFolder(tmp_path / "run").checkpoint_step() == kill // EVERY * EVERY
+    assert _lightning(tmp_path / "run")["engine"] == "lightning"
+    _same_run(clean / "lightning", tmp_path / "run", atol=1e-4)
+
+
+def test_the_batched_engine_resumes_a_lightning_run_after_the_drop(clean, tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         _lightning(tmp_path / "l2b", CRASH + ["+callbacks.crash.step=45"])
     assert RunFolder(tmp_path / "l2b").checkpoint_step() == 2 * EVERY
