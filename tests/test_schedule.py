@@ -74,6 +74,19 @@ def test_the_spec_reads_the_schedule_and_leaves_constant_runs_as_they_were(tmp_p
     assert spec.replace(scheduler=SchedulerSpec()).identity() == constant.replace(steps=STEPS).identity()
 
 
+def test_the_paper_recipe_preset(tmp_path):
+    """App. B.2, Table 2: 45 000 steps, the rate changed after 36 000 (by the decided 0.1), the adaptive curriculum
+    with γ = 1.2, ε = 0.03 and H in [10, 100]."""
+    cfg = compose_train(["experiment=paper_recipe", "task=signed_shuffle_48"], tmp_path)
+    validate(cfg)
+    spec = RunSpec.from_config(cfg)
+    assert spec.steps == 45000 and spec.task.name == "signed_shuffle_48" and spec.optim.lr == 1e-3
+    assert [spec.scheduler.lr_at(1e-3, k) for k in (0, 35999, 36000, 44999)] == [1e-3, 1e-3, 1e-3 * 0.1, 1e-3 * 0.1]
+    assert spec.curriculum.kind == "adaptive"
+    assert {k: v for k, v in spec.curriculum.params if k != "window"} == {"gamma": 1.2, "epsilon": 0.03, "h0": 10,
+                                                                           "h_max": 100}
+
+
 @pytest.mark.parametrize(("override", "key"), [
     ("scheduler.name=cosine", "scheduler.name"),
     ("scheduler.milestones=[]", "scheduler.milestones"),
