@@ -11,8 +11,15 @@ from twm.analysis.basis import (
     weights_in_basis,
 )
 from twm.analysis.generalisation import LengthGeneralisation, first_below, length_generalisation
-from twm.analysis.gradients import decay_rate, input_gradient_profile, load_probe_csv
+from twm.analysis.gradients import (
+    decay_against_radius,
+    decay_rate,
+    gradient_probe,
+    input_gradient_profile,
+    load_probe_csv,
+)
 from twm.analysis.plots import (
+    plot_decay_against_radius,
     plot_gradient_flow,
     plot_hidden_waves,
     plot_length_generalisation,
@@ -39,8 +46,10 @@ __all__ = [
     "VariableMemoryBasis",
     "angle_differences",
     "compare_spectra",
+    "decay_against_radius",
     "decay_rate",
     "first_below",
+    "gradient_probe",
     "greedy_matching",
     "input_gradient_profile",
     "jacobian",
@@ -48,6 +57,7 @@ __all__ = [
     "load_probe_csv",
     "normalise_for_display",
     "persistent_projector",
+    "plot_decay_against_radius",
     "plot_gradient_flow",
     "plot_hidden_waves",
     "plot_length_generalisation",

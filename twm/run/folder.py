@@ -6,6 +6,8 @@
     <run>/fingerprint.json        RunSpec.identity(): relaunching a folder that holds another run is refused
     <run>/metrics.csv             one row per step (CSVLogger): train/loss, train/accuracy, curriculum/horizon
     <run>/checkpoints/last.ckpt   the checkpoint (format below), refreshed every ``checkpoint_every`` steps
+    <run>/checkpoints/weights/step_000500.pt   kept weights (``callbacks.keep_weights``): the ``ElmanRNN`` state dict
+                                  after that many optimizer steps, nothing else (:meth:`RunFolder.kept_weights`)
     <run>/summary.json            built from the checkpoint (:meth:`RunFolder.finalise`), never from memory
 
 Checkpoint format (one for both engines, so either resumes a run the other started): a Lightning checkpoint —
@@ -47,6 +49,7 @@ METRICS_BACKUP = "metrics.resume.csv"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 PREVIOUS = "prev.ckpt"
+WEIGHTS = "weights"
 FINGERPRINT = "fingerprint.json"
 CONFIG = ".hydra/config.yaml"
 LOCK = "run.lock"
@@ -527,6 +530,33 @@ class RunFolder:
         model = spec.make_model()
         model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
                                if k.startswith("model.")})
+        return model.eval()
+
+    def weights_path(self, step: int) -> Path:
+        return self.path / CHECKPOINTS / WEIGHTS / f"step_{int(step):06d}.pt"
+
+    def save_weights(self, step: int, weights: dict[str, torch.Tensor]) -> None:
+        """Keep the network's weights after ``step`` optimizer steps (``ElmanRNN`` names, CPU copies), atomically."""
+        path = self.weights_path(step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({k: v.detach().to("cpu").clone() for k, v in weights.items()}, tmp)
+        os.replace(tmp, path)
+
+    def kept_weights(self) -> list[tuple[int, Path]]:
+        """``[(step, path), ...]`` of the kept weights, by step (empty when training kept none)."""
+        folder = self.path / CHECKPOINTS / WEIGHTS
+        found = []
+        for path in folder.glob("step_*.pt") if folder.is_dir() else ():
+            digits = path.stem.removeprefix("step_")
+            if digits.isdigit():
+                found.append((int(digits), path))
+        return sorted(found)
+
+    def load_weights(self, step: int, spec: RunSpec | None = None) -> ElmanRNN:
+        """The network (CPU, eval mode) as it was after ``step`` optimizer steps, from its kept weights."""
+        model = (spec or self.spec()).make_model()
+        model.load_state_dict(torch.load(self.weights_path(step), map_location="cpu", weights_only=True))
         return model.eval()
 
     def load_model(self) -> tuple[ElmanRNN, RunSpec]:

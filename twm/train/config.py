@@ -190,6 +190,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("trainer.max_steps", cfg.trainer.max_steps, "a positive integer (the table used 20000)")
     if int(cfg.data.batch_size) <= 0:
         raise ConfigError("data.batch_size", cfg.data.batch_size, "a positive integer")
+    keep = ((cfg.get("callbacks") or {}).get("keep_weights") or {}).get("every_n_train_steps")
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
+        raise ConfigError("callbacks.keep_weights.every_n_train_steps", keep,
+                          "null (off) or an integer K >= 1: keep the weights of step 0 and every K-th step")
     for name in cfg.get("logger") or {}:
         if name not in LOGGERS:
             raise ConfigError(f"logger.{name}", name, f"loggers {', '.join(LOGGERS)} (choose logger=csv|wandb|none)")
