@@ -136,6 +136,21 @@ def test_engines_follow_the_reference_across_the_drop(clean):
         assert _lr_column(clean / run) == _lrs(), run
 
 
+def test_an_ensemble_mixes_schedules():
+    from twm.train.batched import EnsembleTrainer
+
+    specs = [scheduled_spec(), spec_by_hand({**HELD_OUT, "seed": 3}, steps=STEPS),
+             scheduled_spec(milestones=(10, 40), gamma=0.5)]
+    trainer = EnsembleTrainer(specs)
+    losses = {i: [] for i in range(len(specs))}
+    while trainer.active:
+        for i, r in trainer.step().items():
+            losses[i].append(r["loss"])
+    for i, spec in enumerate(specs):
+        _, history = train_reference(spec)
+        np.testing.assert_allclose(losses[i], history["loss"], rtol=0, atol=1e-5, err_msg=str(i))
+
+
 def test_both_engines_checkpoint_the_schedule_alike(clean):
     ca, cb = (torch.load(clean / run / "checkpoints" / "last.ckpt", weights_only=False)
               for run in ("lightning", "batched"))
