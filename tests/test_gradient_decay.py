@@ -20,9 +20,9 @@ from twm.train.pipeline import prepare, run_lightning, train_packed
 from twm.train.reference import train_reference
 
 STEPS, K = 35, 10  # the final network (step 35) is not among the kept ones
-SPEC = spec_by_hand(steps=STEPS)
+RUN = spec_by_hand(steps=STEPS)
 KEEP = [f"callbacks.keep_weights.every_n_train_steps={K}", "callbacks=grad_probe",
-        f"callbacks.grad_probe.every_n_steps={K}", f"callbacks.grad_probe.seed={SPEC.seeds.probe}",
+        f"callbacks.grad_probe.every_n_steps={K}", f"callbacks.grad_probe.seed={RUN.seeds.probe}",
         "callbacks.grad_probe.batch_size=64"]
 FAST = AnalyzeOptions(length_horizon=30, length_batches=1, plots=False)
 
@@ -44,13 +44,13 @@ def runs(tmp_path_factory):
 
 
 def test_both_engines_keep_the_reference_weights(runs):
-    reference = {0: SPEC.make_model().state_dict()}
+    reference = {0: RUN.make_model().state_dict()}
 
     def keep(step, model):
         if step % K == 0:
             reference[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    train_reference(SPEC, callback=keep)
+    train_reference(RUN, callback=keep)
     for engine, atol in (("lightning", 0.0), ("batched", 1e-5)):
         folder = RunFolder(runs / engine)
         kept = folder.kept_weights()
@@ -74,11 +74,11 @@ def test_post_hoc_decay_equals_the_training_probe(runs, tmp_path, engine):
     probe = load_probe_csv(run / "grad_probe.csv")
     kept = decay["kept"]
     assert list(probe["steps"]) == [0, 10, 20, 30] and kept["steps"] == [0, 10, 20, 30, STEPS]
-    assert decay["probe"] == {"seed": SPEC.seeds.probe, "horizon": 8, "batch_size": 64} and decay["step"] == STEPS
+    assert decay["probe"] == {"seed": RUN.seeds.probe, "horizon": 8, "batch_size": 64} and decay["step"] == STEPS
     for key in ("decay_rate", "decay_rate_first", "max_abs_eig", "G", "G_first"):
         np.testing.assert_allclose(np.array(kept[key][:4], dtype=float), probe[key], rtol=1e-6, atol=0, err_msg=key)
     model, _ = RunFolder(run).load_model()
-    u, y = sample(SPEC.task.F, 4, 8, 64, torch.Generator().manual_seed(SPEC.seeds.probe))
+    u, y = sample(RUN.task.F, 4, 8, 64, torch.Generator().manual_seed(RUN.seeds.probe))
     for key, loss in (("G", "output"), ("G_first", "first")):
         G = input_gradient_profile(model, u, y, 4, loss=loss)
         np.testing.assert_allclose(decay[key], G, rtol=1e-6, atol=0)
