@@ -134,6 +134,9 @@ def test_engines_follow_the_reference_across_the_drop(clean):
     np.testing.assert_allclose(batched["train/loss"], history["loss"], rtol=0, atol=1e-5)
     for run in ("lightning", "batched"):
         assert _lr_column(clean / run) == _lrs(), run
+        summary = RunFolder(clean / run).read_summary()
+        assert summary["scheduler"] == {"name": "step", "milestones": [DROP], "gamma": 0.1}
+        assert summary["lr"] == _lrs()[0]
 
 
 def test_an_ensemble_mixes_schedules():

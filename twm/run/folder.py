@@ -611,8 +611,8 @@ def _row_step(row: dict, header) -> int | None:
 
 
 def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_accuracy: float | None) -> dict:
-    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr``, ``engine`` and ``resumed_at``) from its
-    spec and its checkpointed state."""
+    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr`` (the initial learning rate), ``engine``,
+    ``resumed_at`` and, with a learning-rate schedule, ``scheduler``) from its spec and its checkpointed state."""
     curriculum = spec.curriculum.build()
     if state is not None:
         curriculum.load_state_dict(state.curriculum)
@@ -638,7 +638,12 @@ def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_acc
         "lr": spec.optim.lr,
         "engine": state.engine if state else None,
         "resumed_at": list(state.resumed_at) if state else [],
+        **({"scheduler": _plain_scheduler(spec)} if spec.scheduler.active else {}),
     }
+
+
+def _plain_scheduler(spec: RunSpec) -> dict:
+    return {"name": spec.scheduler.name, "milestones": list(spec.scheduler.milestones), "gamma": spec.scheduler.gamma}
 
 
 def _finite(x) -> float | None:
