@@ -20,7 +20,7 @@ from twm.run.folder import RunFolder, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = AnalyzeOptions(length_horizon=30, length_batches=1, plots=False)
-PLOTS = ("spectrum", "weights_in_basis", "hidden_waves", "length_generalisation", "gradient_flow")
+PLOTS = ("spectrum", "weights_in_basis", "hidden_waves", "length_generalisation", "gradient_flow", "gradient_decay")
 
 
 def _train(out, extra=()):
@@ -32,10 +32,11 @@ def _train(out, extra=()):
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """0, 1: completed (1 with grad_probe.csv); 2: failed; 3: unfinished (checkpoint, no summary)."""
+    """0, 1: completed (1 with grad_probe.csv and kept weights); 2: failed; 3: unfinished (checkpoint, no summary)."""
     root = tmp_path_factory.mktemp("sweep")
     _train(root / "0", ["seed=3"])
-    _train(root / "1", ["seed=4", "callbacks=grad_probe", "callbacks.grad_probe.every_n_steps=5"])
+    _train(root / "1", ["seed=4", "callbacks=grad_probe", "callbacks.grad_probe.every_n_steps=5",
+                        "callbacks.keep_weights.every_n_train_steps=5"])
     _train(root / "2", ["seed=5"])
     failed = RunFolder(root / "2").read_summary() | {"status": "failed", "test_accuracy": None, "error": "boom"}
     write_json(root / "2" / "summary.json", failed)
@@ -69,7 +70,7 @@ def test_analyze_run_writes_json_and_plots(sweep, tmp_path):
     shutil.copytree(sweep / "1", run, ignore=shutil.ignore_patterns("analysis*"))  # a private copy
     result = analyze_run(run, AnalyzeOptions(length_horizon=60, length_batches=1))
     stored = json.loads((run / "analysis.json").read_text())
-    assert stored == result.to_dict() and stored["schema"] == 1
+    assert stored == result.to_dict() and stored["schema"] == 2
     assert set(stored) >= {"run", "spectral", "basis", "hidden_waves", "length_generalisation", "gradient_flow",
                            "plots", "options"}
     assert stored["run"]["seed"] == 4 and stored["run"]["task"] == "repeat_copy" and stored["run"]["test_accuracy"]

@@ -104,9 +104,10 @@ def test_the_held_out_configuration_exercises_l2_clipping_and_the_curriculum():
 # ----------------------------------------------------------------------------------------------------------------
 # reference loop ← hand-computed Adam
 # ----------------------------------------------------------------------------------------------------------------
-def _adam_by_hand(spec: RunSpec, steps: int) -> dict[str, torch.Tensor]:
+def _adam_by_hand(spec: RunSpec, steps: int, lrs=None) -> dict[str, torch.Tensor]:
     """``steps`` Adam steps written out (float64 moments): coupled L2 added to the clipped gradient, bias
-    correction, eps outside the square root (Kingma & Ba; ``torch.optim.Adam``'s documented algorithm)."""
+    correction, eps outside the square root (Kingma & Ba; ``torch.optim.Adam``'s documented algorithm); step t
+    uses ``lrs[t - 1]`` (default: the spec's constant learning rate)."""
     model = spec.make_model()
     gen = torch.Generator().manual_seed(spec.seeds.data)
     curriculum = spec.curriculum.build()
@@ -127,7 +128,8 @@ def _adam_by_hand(spec: RunSpec, steps: int) -> dict[str, torch.Tensor]:
                 m[k] = 0.9 * m[k] + 0.1 * g
                 v[k] = 0.999 * v[k] + 0.001 * g * g
                 m_hat, v_hat = m[k] / (1 - 0.9 ** t), v[k] / (1 - 0.999 ** t)
-                p.copy_((p.double() - spec.optim.lr * m_hat / (v_hat.sqrt() + 1e-8)).float())
+                lr = spec.optim.lr if lrs is None else lrs[t - 1]
+                p.copy_((p.double() - lr * m_hat / (v_hat.sqrt() + 1e-8)).float())
         sign = torch.where(pred[S:] >= 0, 1.0, -1.0) == y[S:]
         curriculum.update(float(sign.float().mean()), float(loss.detach()))
     return {k: p.detach() for k, p in model.state_dict().items()}

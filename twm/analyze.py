@@ -6,13 +6,14 @@ whole sweep.
     python -m twm.analyze -m sweep_dir=outputs/sweeps/table1 n_chunks=8 'chunk=range(8)' launcher=slurm
 
 Each analysed run gets ``<run>/analysis.json`` (schema in :func:`analyze_run`) and, with ``plots=true``, the PNGs
-``<run>/analysis/{spectrum,weights_in_basis,hidden_waves,length_generalisation[,gradient_flow]}.png``. A sweep also
-gets ``<sweep>/analysis_status.json`` (``analysis_status.chunk<i>of<n>.json`` for one chunk): which runs were
-analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors; and,
-unless it is one chunk, ``<sweep>/results.csv`` (:mod:`twm.results`: one row per job with its config, summary and
-analysis, for ``pandas.read_csv``).
-Nothing else is written: no Hydra output folder for a single invocation (``hydra.run.dir: .``, no ``.hydra/``,
-logging to stdout only); a multirun keeps Hydra's own bookkeeping under ``outputs/analysis/<date>/<time>/``.
+``<run>/analysis/{spectrum,weights_in_basis,hidden_waves,length_generalisation[,gradient_flow][,gradient_decay]}.png``.
+A sweep also gets ``<sweep>/analysis_status.json`` (``analysis_status.chunk<i>of<n>.json`` for one chunk): which runs
+were analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors;
+a whole sweep also ``<sweep>/results.csv`` (:mod:`twm.results`: one row per job with its config, summary and
+analysis, for ``pandas.read_csv``) and ``<sweep>/gradient_decay.json`` and ``.png`` (:func:`sweep_gradient_decay`:
+the decay rate r against ``max|λ(W_hh)|``, one point per run). Nothing else is written: no Hydra output folder for
+a single invocation (``hydra.run.dir: .``, no ``.hydra/``, logging to stdout only); a multirun keeps Hydra's own
+bookkeeping under ``outputs/analysis/<date>/<time>/``.
 
 The Hydra entry point is thin; the work is in plain functions: :func:`analyze_run`, :func:`analyze_runs`,
 :func:`analyze_sweep`.
@@ -47,7 +48,9 @@ log = logging.getLogger("twm.analyze")
 ANALYSIS = "analysis.json"
 PLOT_DIR = "analysis"
 STATUS = "analysis_status.json"
-SCHEMA = 1
+SCHEMA = 2
+PROBE_BATCH_SIZE = 64  # the post-hoc gradient probe batch (docs/science.md §6), drawn with the run's probe seed
+GRADIENT_DECAY = "gradient_decay"
 # options that change the numbers: an analysis.json made with other values is stale
 NUMERIC_OPTIONS = ("threshold", "length_horizon", "length_batches", "length_threshold", "rate_tol")
 
@@ -223,6 +226,12 @@ class RunAnalysis:
       ``horizon``, ``mean_accuracy``, ``n_batches``, ``batch_size``, ``seed`` (the run's test seed), ``accuracy``
       (all ``horizon`` per-step accuracies);
     - ``gradient_flow``: :func:`gradient_summary` when the run has ``grad_probe.csv``, else ``None``;
+    - ``gradient_decay``: :func:`gradient_decay_section` — docs/science.md §6 after training: ``probe`` (``seed``:
+      the run's probe seed, ``horizon``: the curriculum's largest, ``batch_size``), ``step`` (of the final network),
+      its ``G``, ``G_first``, ``decay_rate``, ``decay_rate_first``, ``max_abs_eig``, and ``kept``: the same per kept
+      step (``steps``, ``G``, ``G_first``, ``decay_rate``, ``decay_rate_first``, ``max_abs_eig``, then the final
+      network's step when it is later than the last kept one) with :func:`gradient_summary` of that curve, or
+      ``None`` when training kept no weights;
     - ``plots``: name → path relative to the run folder (empty without plots).
 
     ``skipped`` (not stored) is true when the stored analysis was up to date and returned as it was.
@@ -239,6 +248,7 @@ class RunAnalysis:
     length_generalisation: dict
     gradient_flow: dict | None
     plots: dict
+    gradient_decay: dict | None = None
     skipped: bool = False
 
     def to_dict(self) -> dict:
@@ -385,6 +395,44 @@ def gradient_section(run: _Run) -> dict | None:
     return gradient_summary(probe, run.options.rate_tol)
 
 
+def probe_batch(run: _Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """The post-hoc probe batch ``(u, y)``, ``(s + H, 64, d)``: drawn with the run's probe seed at the largest
+    horizon of its curriculum (as ``twm.train.callbacks.GradientProbe`` draws its batch from its own seed)."""
+    from twm.tasks import sample
+
+    horizon = int(run.spec.curriculum.build().max_horizon)
+    return sample(run.F, run.s, horizon, PROBE_BATCH_SIZE, torch.Generator().manual_seed(run.seeds.probe))
+
+
+def gradient_decay_section(run: _Run) -> dict:
+    """docs/science.md §6 after training: the input-gradient profile, its decay rate r and ``max|λ(W_hh)|`` of the
+    final network and of every kept weights file (``callbacks.keep_weights``: the Fig. 5 curves without
+    retraining, plotted as ``gradient_decay.png``), on :func:`probe_batch`. Schema in :class:`RunAnalysis`."""
+    from twm.analysis import gradient_probe, plot_gradient_flow
+
+    folder = RunFolder(run.dir)
+    u, y = probe_batch(run)
+    final = gradient_probe(run.model, u, y, run.s)
+    step = run.summary.get("steps")
+    if step is None:
+        step = (folder.load_checkpoint() or {}).get("global_step")
+    out = {"probe": {"seed": run.seeds.probe, "horizon": int(u.shape[0]) - run.s, "batch_size": PROBE_BATCH_SIZE},
+           "step": step, **final, "kept": None}
+    kept = folder.kept_weights()
+    if not kept:
+        return out
+    curve = [(k, gradient_probe(folder.load_weights(k, run.spec), u, y, run.s)) for k, _ in kept]
+    if step is not None and step > kept[-1][0]:
+        curve.append((step, final))
+    series = {key: np.array([point[key] for _, point in curve]) for key in final}
+    series["steps"] = np.array([k for k, _ in curve])
+    out["kept"] = {**series, **gradient_summary(series, run.options.rate_tol)}
+    if run.options.plots:
+        plot_gradient_flow(series["steps"], series["G"], series["decay_rate"], series["max_abs_eig"],
+                           run.plot_path("gradient_decay"), title=f"gradient decay from kept weights ({run.label})")
+    return out
+
+
 def run_section(run: _Run) -> dict:
     """The run's summary fields (from its spec where the summary lacks them: an unfinished run)."""
     from twm.run.folder import SUMMARY_KEYS
@@ -416,12 +464,13 @@ def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> RunAnalysis:
     basis, waves = basis_sections(run, hidden)
     length = length_section(run)
     gradient = gradient_section(run)
+    decay = gradient_decay_section(run)
     result = RunAnalysis(
         run_dir=str(run_dir), analysed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - start, 3),
         options={k: v for k, v in asdict(options).items() if k != "force"}, run=run_section(run),
         spectral=spectral, basis=basis, hidden_waves=waves, length_generalisation=length, gradient_flow=gradient,
-        plots=run.plots,
+        plots=run.plots, gradient_decay=decay,
     )
     write_json(run_dir / ANALYSIS, result.to_dict())
     run_wandb.update_run(run_dir, wandb_summary(result), {f"analysis/{name}": run_dir / path
@@ -524,6 +573,54 @@ def _chunk(items: list, chunk, n_chunks) -> list:
         raise AnalyzeError(f"chunk and n_chunks go together, with 0 <= chunk < n_chunks (got chunk={chunk}, "
                            f"n_chunks={n_chunks}); e.g. -m n_chunks=8 'chunk=range(8)'")
     return items[int(chunk)::int(n_chunks)]
+
+
+def sweep_gradient_decay(sweep_dir, rate_tol: float = 0.05, plots: bool = True, write: bool = True) -> dict:
+    """Fig. 5's claim over a sweep: the final network's decay rate r against its ``max|λ(W_hh)|``, one point per run
+    whose ``analysis.json`` has a ``gradient_decay`` section. Returns (and with ``write`` stores as
+    ``<sweep>/gradient_decay.json``, with ``plots`` drawn as ``<sweep>/gradient_decay.png``, coloured by task):
+    ``sweep_dir``, ``points`` (per run: ``run``, task, task_id, hidden_size, l2, threshold, seed, test_accuracy,
+    ``decay_rate``, ``decay_rate_first``, ``max_abs_eig``), ``summary`` (:func:`twm.analysis.decay_against_radius`
+    over all runs) and ``by_task`` (the same per task)."""
+    from twm.analysis import decay_against_radius, plot_decay_against_radius
+    from twm.sweep import run_dirs
+
+    sweep_dir = Path(sweep_dir)
+    points = []
+    for run in run_dirs(sweep_dir):
+        try:
+            stored = json.loads((run / ANALYSIS).read_text())
+        except (OSError, ValueError):
+            continue
+        decay = stored.get(GRADIENT_DECAY)
+        if not decay:
+            continue
+        info = stored.get("run") or {}
+        points.append({"run": run.name, **{k: info.get(k) for k in ("task", "task_id", "hidden_size", "l2",
+                                                                      "threshold", "seed", "test_accuracy")},
+                       **{k: decay.get(k) for k in ("decay_rate", "decay_rate_first", "max_abs_eig")}})
+
+    def summary(rows):
+        return decay_against_radius([_nan(p["max_abs_eig"]) for p in rows], [_nan(p["decay_rate"]) for p in rows],
+                                    rate_tol)
+
+    tasks = sorted({str(p["task"]) for p in points})
+    result = {"sweep_dir": str(sweep_dir), "points": points, "summary": summary(points),
+              "by_task": {t: summary([p for p in points if str(p["task"]) == t]) for t in tasks}}
+    if write:
+        write_json(sweep_dir / f"{GRADIENT_DECAY}.json", _finite(result))
+    if plots and points:
+        s = summary(points)
+        plot_decay_against_radius([_nan(p["max_abs_eig"]) for p in points], [_nan(p["decay_rate"]) for p in points],
+                                  [p["task"] for p in points], sweep_dir / f"{GRADIENT_DECAY}.png", rate_tol,
+                                  title=f"{sweep_dir.name}: {s['n']} runs; |r| < {rate_tol:g} in "
+                                        f"{s['above_1']['n_flat']}/{s['above_1']['n']} with max|λ| > 1, "
+                                        f"{s['at_most_1']['n_flat']}/{s['at_most_1']['n']} with max|λ| ≤ 1")
+    return result
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def status_path(sweep_dir, chunk=None, n_chunks=None) -> Path:
@@ -655,6 +752,12 @@ def run_from_config(cfg) -> dict:
         print(f"  damaged: job {name}: {reason}")
     for name, error in report["errors"].items():
         print(f"  analysis error: job {name}: {error}")
+    if report["chunk"] is None:
+        decay = sweep_gradient_decay(sweep_dir, options.rate_tol, plots=options.plots)
+        d = decay["summary"]
+        print(f"{report['sweep_dir']}: gradient decay of {d['n']} final networks: |r| < {d['rate_tol']:g} in "
+              f"{d['above_1']['n_flat']}/{d['above_1']['n']} with max|λ(W_hh)| > 1 and {d['at_most_1']['n_flat']}/"
+              f"{d['at_most_1']['n']} with max|λ| <= 1 -> {Path(sweep_dir) / GRADIENT_DECAY}.json")
     return report
 
 

@@ -12,8 +12,15 @@ from twm.analysis.basis import (
     weights_in_basis,
 )
 from twm.analysis.generalisation import LengthGeneralisation, first_below, length_generalisation
-from twm.analysis.gradients import decay_rate, input_gradient_profile, load_probe_csv
+from twm.analysis.gradients import (
+    decay_against_radius,
+    decay_rate,
+    gradient_probe,
+    input_gradient_profile,
+    load_probe_csv,
+)
 from twm.analysis.plots import (
+    plot_decay_against_radius,
     plot_gradient_flow,
     plot_hidden_waves,
     plot_length_generalisation,
@@ -41,8 +48,10 @@ __all__ = [
     "VariableMemoryBasis",
     "angle_differences",
     "compare_spectra",
+    "decay_against_radius",
     "decay_rate",
     "first_below",
+    "gradient_probe",
     "greedy_matching",
     "input_gradient_profile",
     "jacobian",
@@ -51,6 +60,7 @@ __all__ = [
     "normalise_for_display",
     "normalise_per_memory",
     "persistent_projector",
+    "plot_decay_against_radius",
     "plot_gradient_flow",
     "plot_hidden_waves",
     "plot_length_generalisation",

@@ -4,7 +4,8 @@
 MSE) or the loss at the first output step alone. Its decay rate r is the least-squares slope of ``ln G_t`` against
 t (``G_t ∝ exp(−r(s−t))``: r > 0 means older inputs get smaller gradients). The TWM predicts r → 0 once the
 traveling waves exist, about when ``max|λ(W_hh)|`` first exceeds 1. ``twm.train.callbacks.GradientProbe``
-records all three during training (either engine); :func:`load_probe_csv` reads its file back.
+records all three during training (either engine), :func:`load_probe_csv` reads its file back, and ``twm.analyze``
+computes them after training (:func:`gradient_probe`) for the final network and any kept weights.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import csv
 import numpy as np
 import torch
 
+from twm.analysis.spectra import spectral_radius
 from twm.metrics import output_mse
 
 LOSSES = ("output", "first")
@@ -57,6 +59,41 @@ def decay_rate(G) -> float:
         return float("nan")
     t = np.arange(1, G.size + 1, dtype=np.float64)
     return float(np.polyfit(t, np.log(G), 1)[0])
+
+
+def gradient_probe(model, u: torch.Tensor, y: torch.Tensor, s: int) -> dict:
+    """One network on one probe batch (docs/science.md §6): ``G`` and ``G_first`` ``(s,)`` float64 (C = the
+    training loss, C = the loss at step s+1: :func:`input_gradient_profile`), their decay rates ``decay_rate`` and
+    ``decay_rate_first`` (:func:`decay_rate`) and ``max_abs_eig`` = ``max|λ(W_hh)|`` (``model.W_hh``)."""
+    G = input_gradient_profile(model, u, y, s, loss="output")
+    G_first = input_gradient_profile(model, u, y, s, loss="first")
+    return {"G": G, "decay_rate": decay_rate(G), "max_abs_eig": spectral_radius(model.W_hh), "G_first": G_first,
+            "decay_rate_first": decay_rate(G_first)}
+
+
+def decay_against_radius(max_abs_eig, rates, rate_tol: float = 0.05) -> dict:
+    """Fig. 5's claim across networks (docs/science.md §6: r ≈ 0 once ``max|λ(W_hh)|`` exceeds 1), from one
+    ``max|λ|`` and one r per network (``(m,)`` each). Returns ``n`` (networks where both are finite),
+    ``n_undefined``, ``rate_tol``; ``above_1`` and ``at_most_1`` (networks with ``max|λ|`` > 1 and <= 1): ``n``,
+    ``n_flat`` (``|r| < rate_tol``), ``median_rate`` (``None`` when empty); ``spearman`` and ``spearman_p``
+    (``scipy.stats.spearmanr`` of r against ``max|λ|``; ``None`` below 3 networks or for constant inputs)."""
+    from scipy.stats import spearmanr
+
+    x = np.asarray(max_abs_eig, dtype=np.float64).ravel()
+    r = np.asarray(rates, dtype=np.float64).ravel()
+    finite = np.isfinite(x) & np.isfinite(r)
+    x, r = x[finite], r[finite]
+
+    def side(mask):
+        return {"n": int(mask.sum()), "n_flat": int((np.abs(r[mask]) < rate_tol).sum()),
+                "median_rate": float(np.median(r[mask])) if mask.any() else None}
+
+    rho = p = None
+    if x.size >= 3 and np.ptp(x) > 0 and np.ptp(r) > 0:
+        result = spearmanr(x, r)
+        rho, p = float(result.statistic), float(result.pvalue)
+    return {"n": int(x.size), "n_undefined": int((~finite).sum()), "rate_tol": float(rate_tol),
+            "above_1": side(x > 1.0), "at_most_1": side(x <= 1.0), "spearman": rho, "spearman_p": p}
 
 
 def load_probe_csv(path) -> dict[str, np.ndarray]:

@@ -335,6 +335,36 @@ def plot_gradient_flow(steps, G, rates, max_abs_eig, path=None, title: str | Non
     return _save(fig, path)
 
 
+def plot_decay_against_radius(max_abs_eig, rates, groups, path=None, rate_tol: float = 0.05,
+                              title: str | None = None) -> Figure:
+    """Fig. 5's claim over many networks, one point each: the decay rate r (y) against ``max|λ(W_hh)|`` (x), one
+    colour per entry of ``groups`` (e.g. the task), a dashed line at ``|λ| = 1`` and a band ``|r| < rate_tol``.
+    ``max_abs_eig``, ``rates``, ``groups``: ``(m,)``; points whose r or radius is not finite are left out (their
+    count goes in the legend title)."""
+    x = np.asarray(max_abs_eig, dtype=np.float64).ravel()
+    y = np.asarray(rates, dtype=np.float64).ravel()
+    groups = [str(g) for g in groups]
+    if not (len(x) == len(y) == len(groups)):
+        raise ValueError("max_abs_eig, rates and groups must have one entry per network")
+    finite = np.isfinite(x) & np.isfinite(y)
+    fig = _figure(6.4, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axhspan(-rate_tol, rate_tol, color="0.9", zorder=0, label=f"|r| < {rate_tol:g}")
+    ax.axvline(1.0, color="tab:blue", lw=0.8, ls="--", label="|λ| = 1")
+    cmap = colormaps["tab10"]
+    for k, name in enumerate(sorted(set(groups))):
+        pick = finite & np.array([g == name for g in groups], dtype=bool)
+        ax.scatter(x[pick], y[pick], s=18, color=cmap(k % 10), edgecolors="none", alpha=0.85,
+                   label=f"{name} ({int(pick.sum())})")
+    ax.set_xlabel("max |λ(W_hh)|")
+    ax.set_ylabel("decay rate r (slope of ln G_t)")
+    dropped = int((~finite).sum())
+    ax.legend(fontsize=7, title=f"undefined r: {dropped}" if dropped else None, title_fontsize=7, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Length generalisation
 # --------------------------------------------------------------------------------------------------------------

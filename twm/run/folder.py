@@ -6,11 +6,14 @@
     <run>/fingerprint.json        RunSpec.identity(): relaunching a folder that holds another run is refused
     <run>/metrics.csv             one row per step (CSVLogger): train/loss, train/accuracy, curriculum/horizon
     <run>/checkpoints/last.ckpt   the checkpoint (format below), refreshed every ``checkpoint_every`` steps
+    <run>/checkpoints/weights/step_000500.pt   kept weights (``callbacks.keep_weights``): the ``ElmanRNN`` state dict
+                                  after that many optimizer steps, nothing else (:meth:`RunFolder.kept_weights`)
     <run>/summary.json            built from the checkpoint (:meth:`RunFolder.finalise`), never from memory
 
 Checkpoint format (one for both engines, so either resumes a run the other started): a Lightning checkpoint —
 ``state_dict`` (``model.*``: the ``ElmanRNN``), ``optimizer_states`` (``torch.optim.Adam``'s state dict),
-``loops`` (the fit-loop progress at ``global_step``), ``callbacks``, ``hyper_parameters`` (``{"spec": ...}``) — plus a
+``lr_schedulers`` (the ``torch.optim.lr_scheduler`` state when the run has a schedule, else empty), ``loops`` (the
+fit-loop progress at ``global_step``), ``callbacks``, ``hyper_parameters`` (``{"spec": ...}``) — plus a
 ``"twm"`` entry, :class:`TrainState`: the curriculum, the data generator, the last step's metrics, the wall clock.
 ``HDSModule.load_from_checkpoint(path)`` (``twm.train.lightning``) loads it; :meth:`RunFolder.load_model` gives the
 network without Lightning.
@@ -46,6 +49,7 @@ METRICS_BACKUP = "metrics.resume.csv"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 PREVIOUS = "prev.ckpt"
+WEIGHTS = "weights"
 FINGERPRINT = "fingerprint.json"
 CONFIG = ".hydra/config.yaml"
 LOCK = "run.lock"
@@ -178,10 +182,12 @@ def _jsonable(value):
     raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
-def lightning_loops(step: int, finished: bool = False) -> dict:
+def lightning_loops(step: int, finished: bool = False, schedulers: int = 0) -> dict:
     """Lightning's fit-loop progress after ``step`` optimizer steps of one endless epoch (the ``loops`` entry that
-    ``Trainer.fit(ckpt_path=...)`` resumes from); ``finished``: the fit has ended (the epoch counts as done).
-    Mid-run, Lightning saves from the batch-end hooks, before it counts the batch as completed."""
+    ``Trainer.fit(ckpt_path=...)`` resumes from); ``finished``: the fit has ended (the epoch counts as done);
+    ``schedulers``: learning-rate schedulers stepped after every optimizer step (each step counts once per
+    scheduler, before the batch-end hooks). Mid-run, Lightning saves from the batch-end hooks, before it counts the
+    batch as completed."""
 
     def progress(n, started=True, processed=True):
         counts = {"ready": n, "completed": n}
@@ -207,7 +213,7 @@ def lightning_loops(step: int, finished: bool = False) -> dict:
             "state_dict": {},
             "epoch_loop.state_dict": {"_batches_that_stepped": counted},
             "epoch_loop.batch_progress": batches(step, counted),
-            "epoch_loop.scheduler_progress": progress(0, started=False, processed=False),
+            "epoch_loop.scheduler_progress": progress(step * schedulers, started=False, processed=False),
             "epoch_loop.automatic_optimization.state_dict": {},
             "epoch_loop.automatic_optimization.optim_progress": {
                 "optimizer": {"step": progress(step, started=False, processed=False),
@@ -229,24 +235,41 @@ def checkpoint_payload(spec: RunSpec, weights: dict[str, torch.Tensor], adam: Ad
     """A checkpoint in the format the Lightning engine writes, from an engine's raw state (CPU tensors).
     ``weights`` and ``adam`` are keyed by ``ElmanRNN`` parameter names."""
     names = list(weights)
-    template = spec.make_optimizer([torch.zeros(1) for _ in names]).state_dict()["param_groups"]
+    optimizer = spec.make_optimizer([torch.zeros(1) for _ in names])
+    schedulers = scheduler_states(spec, optimizer, int(state.steps))
+    template = optimizer.state_dict()["param_groups"]
     return {
         "epoch": 0,
         "global_step": int(state.steps),
         "pytorch-lightning_version": version("lightning"),
         "state_dict": {f"model.{k}": v for k, v in weights.items()},
-        "loops": lightning_loops(int(state.steps), finished=state.steps >= spec.steps),
+        "loops": lightning_loops(int(state.steps), finished=state.steps >= spec.steps, schedulers=len(schedulers)),
         "callbacks": dict(callbacks or {}),
         "optimizer_states": [{
             "state": {i: {"step": torch.tensor(float(adam.step)), "exp_avg": adam.exp_avg[k],
                           "exp_avg_sq": adam.exp_avg_sq[k]} for i, k in enumerate(names)} if adam.step else {},
             "param_groups": template,
         }],
-        "lr_schedulers": [],
+        "lr_schedulers": schedulers,
         "hparams_name": "kwargs",
         "hyper_parameters": {"spec": spec.to_dict()},
         "twm": state.to_dict(),
     }
+
+
+def scheduler_states(spec: RunSpec, optimizer: torch.optim.Optimizer, steps: int) -> list[dict]:
+    """The ``lr_schedulers`` entry of a checkpoint after ``steps`` optimizer steps: the state of the run's
+    ``torch.optim.lr_scheduler`` stepped once per step (empty at a constant learning rate). ``optimizer``, fresh,
+    is left holding the scheduled learning rate (its ``param_groups`` are the checkpoint's)."""
+    scheduler = spec.make_scheduler(optimizer)
+    if scheduler is None:
+        return []
+    lr = spec.scheduler.lr_at(spec.optim.lr, steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    state = scheduler.state_dict()
+    state.update(last_epoch=steps, _step_count=steps + 1, _last_lr=[lr for _ in optimizer.param_groups])
+    return [state]
 
 
 def adam_state(checkpoint: dict, names: list[str]) -> AdamState:
@@ -513,6 +536,33 @@ class RunFolder:
                                if k.startswith("model.")})
         return model.eval()
 
+    def weights_path(self, step: int) -> Path:
+        return self.path / CHECKPOINTS / WEIGHTS / f"step_{int(step):06d}.pt"
+
+    def save_weights(self, step: int, weights: dict[str, torch.Tensor]) -> None:
+        """Keep the network's weights after ``step`` optimizer steps (``ElmanRNN`` names, CPU copies), atomically."""
+        path = self.weights_path(step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({k: v.detach().to("cpu").clone() for k, v in weights.items()}, tmp)
+        os.replace(tmp, path)
+
+    def kept_weights(self) -> list[tuple[int, Path]]:
+        """``[(step, path), ...]`` of the kept weights, by step (empty when training kept none)."""
+        folder = self.path / CHECKPOINTS / WEIGHTS
+        found = []
+        for path in folder.glob("step_*.pt") if folder.is_dir() else ():
+            digits = path.stem.removeprefix("step_")
+            if digits.isdigit():
+                found.append((int(digits), path))
+        return sorted(found)
+
+    def load_weights(self, step: int, spec: RunSpec | None = None) -> ElmanRNN:
+        """The network (CPU, eval mode) as it was after ``step`` optimizer steps, from its kept weights."""
+        model = (spec or self.spec()).make_model()
+        model.load_state_dict(torch.load(self.weights_path(step), map_location="cpu", weights_only=True))
+        return model.eval()
+
     def load_model(self) -> tuple[ElmanRNN, RunSpec]:
         """The trained network (CPU, eval mode) and the run's spec."""
         ckpt = self.load_checkpoint()
@@ -565,8 +615,9 @@ def _row_step(row: dict, header) -> int | None:
 
 
 def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_accuracy: float | None) -> dict:
-    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr``, ``engine``, ``resumed_at``, ``tags``) from
-    its spec and its checkpointed state."""
+    """``summary.json`` of a run (keys :data:`SUMMARY_KEYS`, then ``lr`` (the initial learning rate), ``engine``,
+    ``resumed_at``, ``tags`` and, with a learning-rate schedule, ``scheduler``) from its spec and its checkpointed
+    state."""
     curriculum = spec.curriculum.build()
     if state is not None:
         curriculum.load_state_dict(state.curriculum)
@@ -593,7 +644,12 @@ def build_summary(spec: RunSpec, state: TrainState | None, status: str, test_acc
         "engine": state.engine if state else None,
         "resumed_at": list(state.resumed_at) if state else [],
         "tags": list(spec.tags),
+        **({"scheduler": _plain_scheduler(spec)} if spec.scheduler.active else {}),
     }
+
+
+def _plain_scheduler(spec: RunSpec) -> dict:
+    return {"name": spec.scheduler.name, "milestones": list(spec.scheduler.milestones), "gamma": spec.scheduler.gamma}
 
 
 def _finite(x) -> float | None:

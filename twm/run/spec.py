@@ -10,6 +10,7 @@ Config → spec (``RunSpec.from_config``):
 ``task``            ``task.{name, s, d, task_id}`` → the operator ``F`` (``twm.tasks.make_task``)
 ``model``           ``model.{arch, hidden_size, bias, init}`` — the architecture only
 ``optim``           ``optimizer.{name, lr, l2}`` and ``trainer.gradient_clip_val`` (clipping of the total norm)
+``scheduler``       ``scheduler.{name, milestones, gamma}``: the learning-rate schedule (``none`` or ``step``)
 ``curriculum``      the ``curriculum`` group: its kind (``ladder``, ``adaptive``, ``none``) and parameters
 ``data``            ``data.{batch_size, test_horizon, test_batches, test_batch_size}``
 ``steps``, ``seed``  ``trainer.max_steps``, ``seed``
@@ -33,6 +34,7 @@ from twm.tasks import Task, custom_task, make_task, validate_operator
 
 ARCHITECTURES = ("elman",)
 OPTIMIZERS = ("adam",)
+SCHEDULERS = ("none", "step")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,51 @@ class OptimSpec:
 
 
 @dataclass(frozen=True)
+class SchedulerSpec:
+    """The learning-rate schedule (``conf/scheduler``), stepped once per optimizer step in every engine.
+
+    ``none``: the constant learning rate of the released experiments (docs/science.md §3). ``step``: the learning
+    rate is multiplied by ``gamma`` once ``milestones[k]`` optimizer steps have been taken, for each k — PyTorch's
+    ``MultiStepLR`` stepped per optimizer step; the paper's recipe drops it at 36 000 of 45 000 steps (App. B.2,
+    Table 2).
+    """
+
+    name: str = "none"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        object.__setattr__(self, "gamma", float(self.gamma))
+
+    @property
+    def active(self) -> bool:
+        return self.name != "none"
+
+    def lr_at(self, lr: float, step: int) -> float:
+        """The learning rate of the optimizer step taken after ``step`` steps (0-based), as ``MultiStepLR`` holds
+        it after ``step`` scheduler steps: ``lr`` times ``gamma`` per milestone ``<= step``, multiplied in the same
+        order and with the same Python floats (so an engine that uses it matches ``torch.optim`` exactly)."""
+        if not self.active:
+            return lr
+        counts: dict[int, int] = {}
+        for m in self.milestones:
+            counts[int(m)] = counts.get(int(m), 0) + 1
+        for m in sorted(counts):
+            if m <= step:
+                lr = lr * self.gamma ** counts[m]
+        return lr
+
+    def build(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The ``torch.optim.lr_scheduler`` of ``optimizer`` (``None`` for a constant learning rate)."""
+        if self.name == "none":
+            return None
+        if self.name == "step":
+            return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.milestones), gamma=self.gamma)
+        raise ValueError(f"unknown scheduler {self.name!r}; known: {', '.join(SCHEDULERS)}")
+
+
+@dataclass(frozen=True)
 class CurriculumSpec:
     """A curriculum kind (a name in ``twm.curriculum.CURRICULA``) and its parameters, as sorted pairs."""
 
@@ -155,6 +202,7 @@ class RunSpec:
     precision: str = "32-true"
     deterministic: bool = True
     checkpoint_every: int = 500
+    scheduler: SchedulerSpec = SchedulerSpec()
     tags: tuple[str, ...] = ()
 
     # -- derived ---------------------------------------------------------------------------------------------------
@@ -176,6 +224,10 @@ class RunSpec:
             raise ValueError(f"unknown optimizer {self.optim.name!r}; known: {', '.join(OPTIMIZERS)}")
         return torch.optim.Adam(params, lr=self.optim.lr, weight_decay=self.optim.l2)
 
+    def make_scheduler(self, optimizer: torch.optim.Optimizer):
+        """The run's learning-rate scheduler on ``optimizer`` (``None`` at a constant learning rate)."""
+        return self.scheduler.build(optimizer)
+
     def replace(self, **changes) -> RunSpec:
         """A copy with top-level fields replaced; nested ones as ``optim={"lr": 0.01}``."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -188,8 +240,11 @@ class RunSpec:
 
     # -- serialisation ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it. ``tags`` only when set."""
+        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it. A constant learning rate
+        (no scheduler) and empty ``tags`` are left out, so runs from before these existed keep their identity."""
         out = _plain(asdict(self))
+        if not self.scheduler.active:
+            out.pop("scheduler")
         if not out["tags"]:
             out.pop("tags")
         return out
@@ -206,7 +261,8 @@ class RunSpec:
         if data.get("tags"):
             top["tags"] = tuple(str(t) for t in data["tags"])
         return cls(TaskSpec(**task), ModelSpec(**data.get("model", {})), OptimSpec(**data.get("optim", {})),
-                   curriculum, DataSpec(**data.get("data", {})), **top)
+                   curriculum, DataSpec(**data.get("data", {})), scheduler=SchedulerSpec(**data.get("scheduler", {})),
+                   **top)
 
     def identity(self) -> dict:
         """What makes a run this run: everything but where and how often it is computed and saved."""
@@ -227,6 +283,7 @@ class RunSpec:
         model, opt = cfg.model, cfg.get("optimizer") or {}
         cur = OmegaConf.to_container(cfg.curriculum, resolve=True)
         kind = _curriculum_kind(cur.pop("_target_", None))
+        sched = cfg.get("scheduler") or {}
         trainer = cfg.trainer
         checkpoint = (cfg.get("callbacks") or {}).get("checkpoint") or {}
         accelerator = str(trainer.get("accelerator", "cpu"))
@@ -244,6 +301,8 @@ class RunSpec:
             precision=str(trainer.get("precision", "32-true")),
             deterministic=bool(trainer.get("deterministic", True)),
             checkpoint_every=int(checkpoint.get("every_n_train_steps") or 500),
+            scheduler=SchedulerSpec(str(sched.get("name", "none")), tuple(sched.get("milestones") or ()),
+                                    float(sched.get("gamma", 0.1))),
             tags=tuple(str(t) for t in (cfg.get("tags") or ())),
         )
 

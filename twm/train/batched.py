@@ -288,7 +288,8 @@ class EnsembleTrainer:
     @torch.no_grad()
     def step(self) -> dict[int, dict]:
         """One optimizer step of every active member. Returns ``{member: {"step", "loss", "accuracy", "horizon",
-        "done"}}`` where ``step`` is the 0-based index of the step just taken and ``horizon`` the one it used."""
+        "lr", "done"}}`` where ``step`` is the 0-based index of the step just taken, ``horizon`` and ``lr`` the
+        horizon and learning rate it used."""
         if not self.slots:
             return {}
         # sort by horizon, longest first (stable: equal horizons keep their order, so reorders are rare)
@@ -326,7 +327,7 @@ class EnsembleTrainer:
         for j, i in enumerate(self.slots):
             loss, acc = loss_acc[j]
             cur = self.curricula[i]
-            results[i] = {"step": self.steps[i], "loss": loss, "accuracy": acc, "horizon": hs[j]}
+            results[i] = {"step": self.steps[i], "loss": loss, "accuracy": acc, "horizon": hs[j], "lr": self.lr(i)}
             self.steps[i] += 1
             cur.update(acc, loss)
             if self.step_reached_max_horizon[i] is None and cur.horizon >= cur.max_horizon:
@@ -495,9 +496,15 @@ class EnsembleTrainer:
                 self._seg(G, "rnn.bias_hh_l0")[k0:k1].copy_(db)
                 self._seg(G, "readout.bias")[k0:k1].copy_(dZ[k0:k1, s + 2: T + 2, :, n:].sum(dim=(1, 2)))
 
+    def lr(self, i: int) -> float:
+        """Member ``i``'s learning rate for its next step: its schedule after the steps it has taken."""
+        spec = self.specs[i]
+        return spec.scheduler.lr_at(spec.optim.lr, self.steps[i])
+
     def _optimise(self, K: int) -> None:
-        """Per-member gradient clipping (total norm over all parameters) and Adam with coupled weight decay,
-        mirroring ``clip_grad_norm_`` and ``torch.optim.Adam``."""
+        """Per-member gradient clipping (total norm over all parameters) and Adam with coupled weight decay at the
+        member's scheduled learning rate, mirroring ``clip_grad_norm_``, ``torch.optim.Adam`` and
+        ``torch.optim.lr_scheduler`` (stepped after every optimizer step)."""
         dev, optim = self.device, [spec.optim for spec in self.specs]
         G, P, M, V = self._grad[:K], self._flat, self._m, self._v
         norms = torch.stack([torch.linalg.vector_norm(G[:, a:b], dim=1) for a, b, _ in self.offsets.values()], dim=1)
@@ -511,7 +518,7 @@ class EnsembleTrainer:
         M.lerp_(G, 1 - BETA1)
         V.mul_(BETA2).addcmul_(G, G, value=1 - BETA2)
         steps = [self.steps[i] + 1 for i in self.slots]
-        step_size = [optim[i].lr / (1 - BETA1**st) for i, st in zip(self.slots, steps)]
+        step_size = [self.lr(i) / (1 - BETA1**st) for i, st in zip(self.slots, steps)]
         bc2_sqrt = [(1 - BETA2**st) ** 0.5 for st in steps]
         denom = torch.div(V.sqrt(), torch.tensor(bc2_sqrt, device=dev).unsqueeze(1)).add_(EPS)
         P.addcdiv_(M * torch.tensor([-x for x in step_size], device=dev).unsqueeze(1), denom)
@@ -630,6 +637,8 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
                 job, view = members[k], views[k]
                 metrics = {"train/loss": r["loss"], "train/accuracy": r["accuracy"],
                            "curriculum/horizon": float(r["horizon"]), "epoch": 0}
+                if job.spec.scheduler.active:
+                    metrics["train/lr"] = r["lr"]
                 for logger in job.loggers:
                     logger.log_metrics(metrics, step=r["step"])
                 outputs = {"loss": r["loss"], "accuracy": r["accuracy"], "horizon": r["horizon"]}

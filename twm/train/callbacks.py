@@ -1,4 +1,5 @@
-"""Training callbacks, for both engines: a compact progress line and the gradient-flow probe of Fig. 5.
+"""Training callbacks, for both engines: a compact progress line, the gradient-flow probe of Fig. 5 and the kept
+weights of every K-th step (for the post-hoc analyses of ``twm.analyze``).
 
 The batched engine drives them through the same hooks (``on_train_start``, ``on_train_batch_end``, ``state_dict``)
 with a per-member view that has the attributes they read (``global_step``, ``max_steps``, ``loggers``,
@@ -16,8 +17,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from twm.analysis.gradients import decay_rate, input_gradient_profile
-from twm.analysis.spectra import spectral_radius
+from twm.analysis.gradients import gradient_probe
+from twm.run.folder import RunFolder
 from twm.tasks import sample
 
 log = logging.getLogger("twm.train")
@@ -87,14 +88,12 @@ class GradientProbe(pl.Callback):
         """One probe of ``pl_module`` in its current state; returns (and records) the row."""
         s = int(pl_module.s)
         u, y = self._probe_batch(pl_module)
-        G = input_gradient_profile(pl_module.model, u, y, s, loss="output")
-        G_first = input_gradient_profile(pl_module.model, u, y, s, loss="first")
+        probe = gradient_probe(pl_module.model, u, y, s)
         row = {"step": int(step)}
-        row.update({f"G_{t + 1}": float(g) for t, g in enumerate(G)})
-        row["decay_rate"] = decay_rate(G)
-        row["max_abs_eig"] = spectral_radius(pl_module.model.W_hh)
-        row.update({f"G_first_{t + 1}": float(g) for t, g in enumerate(G_first)})
-        row["decay_rate_first"] = decay_rate(G_first)
+        row.update({f"G_{t + 1}": float(g) for t, g in enumerate(probe["G"])})
+        row.update(decay_rate=probe["decay_rate"], max_abs_eig=probe["max_abs_eig"])
+        row.update({f"G_first_{t + 1}": float(g) for t, g in enumerate(probe["G_first"])})
+        row["decay_rate_first"] = probe["decay_rate_first"]
         self.rows.append(row)
         return row
 
@@ -137,3 +136,31 @@ class GradientProbe(pl.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = list(state_dict.get("rows", []))
         self._last_step = state_dict.get("last_step")
+
+
+class KeepWeights(pl.Callback):
+    """Keeps the network's weights at step 0 and after every optimizer step whose ``trainer.global_step`` is a
+    multiple of ``every_n_train_steps`` (``None``: off), as ``checkpoints/weights/step_XXXXXX.pt`` in the run folder
+    (``trainer.default_root_dir``; :meth:`twm.run.folder.RunFolder.save_weights`): weights only, small files from
+    which ``twm.analyze`` computes the Fig. 5 curves after training. A resumed run rewrites the steps after its
+    checkpoint with the same weights."""
+
+    def __init__(self, every_n_train_steps: int | None = None):
+        super().__init__()
+        if every_n_train_steps is not None and int(every_n_train_steps) < 1:
+            raise ValueError(f"callbacks.keep_weights.every_n_train_steps must be >= 1 or null (off), "
+                             f"got {every_n_train_steps}")
+        self.every_n_train_steps = None if every_n_train_steps is None else int(every_n_train_steps)
+
+    def _keep(self, trainer, pl_module) -> None:
+        step = int(trainer.global_step)
+        if self.every_n_train_steps is None or step % self.every_n_train_steps or not trainer.is_global_zero:
+            return
+        RunFolder(trainer.default_root_dir).save_weights(step, pl_module.model.state_dict())
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.global_step == 0:
+            self._keep(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._keep(trainer, pl_module)

@@ -11,7 +11,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from twm.run.spec import ARCHITECTURES, OPTIMIZERS
+from twm.run.spec import ARCHITECTURES, OPTIMIZERS, SCHEDULERS
 
 
 @dataclass
@@ -36,6 +36,13 @@ class OptimizerConfig:
     name: str = "adam"
     lr: float = 1e-3
     l2: float = 0.0
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "none"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
 
 
 @dataclass
@@ -88,8 +95,8 @@ class DataConfig:
 def register_schemas() -> None:
     cs = ConfigStore.instance()
     for name, node in [("task", TaskConfig), ("model", ModelConfig), ("optimizer", OptimizerConfig),
-                       ("ladder", LadderConfig), ("adaptive", AdaptiveConfig), ("fixed", FixedConfig),
-                       ("trainer", TrainerConfig), ("data", DataConfig)]:
+                       ("scheduler", SchedulerConfig), ("ladder", LadderConfig), ("adaptive", AdaptiveConfig),
+                       ("fixed", FixedConfig), ("trainer", TrainerConfig), ("data", DataConfig)]:
         cs.store(group="schema", name=name, node=node)
 
 
@@ -152,6 +159,17 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("optimizer.l2", opt.l2, "a float >= 0 (Adam's coupled weight decay)")
     if float(opt.lr) <= 0:
         raise ConfigError("optimizer.lr", opt.lr, "a float > 0")
+    sched = cfg.get("scheduler") or {}
+    if sched.get("name", "none") not in SCHEDULERS:
+        raise ConfigError("scheduler.name", sched.get("name"), " | ".join(SCHEDULERS) + " (choose scheduler=none|step)")
+    if sched.get("name") == "step":
+        milestones = list(sched.get("milestones") or [])
+        if not milestones or any(int(m) < 1 for m in milestones) or any(b <= a for a, b in zip(milestones,
+                                                                                               milestones[1:])):
+            raise ConfigError("scheduler.milestones", milestones,
+                              "a non-empty, strictly increasing list of positive optimizer-step counts")
+        if not float(sched.get("gamma", 0.1)) > 0:
+            raise ConfigError("scheduler.gamma", sched.get("gamma"), "a float > 0 (the factor at each milestone)")
     if float(cfg.trainer.gradient_clip_val) <= 0:
         raise ConfigError("trainer.gradient_clip_val", cfg.trainer.gradient_clip_val,
                           "a float > 0 (the total gradient norm is clipped to it; the paper uses 1.0)")
@@ -172,6 +190,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("trainer.max_steps", cfg.trainer.max_steps, "a positive integer (the table used 20000)")
     if int(cfg.data.batch_size) <= 0:
         raise ConfigError("data.batch_size", cfg.data.batch_size, "a positive integer")
+    keep = ((cfg.get("callbacks") or {}).get("keep_weights") or {}).get("every_n_train_steps")
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
+        raise ConfigError("callbacks.keep_weights.every_n_train_steps", keep,
+                          "null (off) or an integer K >= 1: keep the weights of step 0 and every K-th step")
     for name in cfg.get("logger") or {}:
         if name not in LOGGERS:
             raise ConfigError(f"logger.{name}", name, f"loggers {', '.join(LOGGERS)} (choose logger=csv|wandb|none)")

@@ -73,8 +73,10 @@ class HDSModule(pl.LightningModule):
         pred = self(u)
         loss = output_mse(pred, y, self.s)
         accuracy = sign_accuracy(pred.detach(), y, self.s)
-        self.log_dict({"train/loss": loss.detach(), "train/accuracy": accuracy, "curriculum/horizon": float(horizon)},
-                      on_step=True, on_epoch=False, batch_size=self.spec.data.batch_size)
+        metrics = {"train/loss": loss.detach(), "train/accuracy": accuracy, "curriculum/horizon": float(horizon)}
+        if self.spec.scheduler.active:
+            metrics["train/lr"] = torch.tensor(self.trainer.optimizers[0].param_groups[0]["lr"], dtype=torch.float64)
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self.spec.data.batch_size)
         loss_f, acc_f = float(loss.detach()), float(accuracy)
         self.curriculum.update(acc_f, loss_f)
         if self.step_reached_max_horizon is None and self.curriculum.horizon >= self.curriculum.max_horizon:
@@ -83,7 +85,12 @@ class HDSModule(pl.LightningModule):
         return {"loss": loss, "accuracy": acc_f, "horizon": horizon}
 
     def configure_optimizers(self):
-        return self.spec.make_optimizer(self.model.parameters())
+        """Adam and, with a schedule, its ``torch.optim.lr_scheduler`` stepped after every optimizer step."""
+        optimizer = self.spec.make_optimizer(self.model.parameters())
+        scheduler = self.spec.make_scheduler(optimizer)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     def train_dataloader(self):
         return DataLoader(_Ticks(), batch_size=None, num_workers=0)
@@ -128,7 +135,7 @@ def save_step_checkpoint(trainer: pl.Trainer, folder: RunFolder) -> None:
     scratch = folder.checkpoint_path.with_name("signal.ckpt")
     trainer.save_checkpoint(scratch)
     payload = torch.load(scratch, map_location="cpu", weights_only=False)
-    payload["loops"] = lightning_loops(trainer.global_step)
+    payload["loops"] = lightning_loops(trainer.global_step, schedulers=len(trainer.lr_scheduler_configs))
     folder.save_checkpoint(payload)
     scratch.unlink()
     folder.checksum_path(scratch).unlink(missing_ok=True)
