@@ -96,5 +96,6 @@ def test_both_engines_write_the_same_wandb_runs_one_per_job_across_a_crash(tmp_p
         assert first["summary"]["status"] == "failed" and sa["tags"] == sb["tags"] == ["paper", "wandb"]
         assert analysis["summary"]["analysis/n_theory"] == 16 and "analysis/spectral_error" in analysis["summary"]
         assert "analysis/support_match" in analysis["summary"] and "analysis/first_below" in analysis["summary"]
+        assert analysis["summary"]["analysis/decay_rate"] is not None
         assert {"analysis/spectrum", "analysis/weights_in_basis", "analysis/length_generalisation"} <= set(
             analysis["images"])

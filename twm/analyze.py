@@ -481,16 +481,16 @@ def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> RunAnalysis:
 def wandb_summary(result: RunAnalysis) -> dict:
     """The analysis figures a W&B run summary gets (keys ``analysis/...``): the spectral error (greedy and optimal
     matching), the eigenvalue counts, whether they match, the Algorithm-1 support match, the first output step
-    below the length threshold, and the gradient decay rate at the end of training when it was probed."""
+    below the length threshold, and the input-gradient decay rate r of the final network (docs/science.md §6)."""
     spectral, basis = result.spectral or {}, result.basis or {}
-    gradient = result.gradient_flow or {}
+    decay = result.gradient_decay or {}
     values = {
         "spectral_error": spectral.get("error"), "spectral_error_optimal": spectral.get("error_optimal"),
         "n_learned": spectral.get("n_learned"), "n_theory": spectral.get("n_theory"),
         "counts_match": spectral.get("counts_match"), "spectral_radius": spectral.get("spectral_radius"),
         "support_match": basis.get("support_match"),
         "first_below": (result.length_generalisation or {}).get("first_below"),
-        "decay_rate": gradient.get("decay_rate_end"),
+        "decay_rate": decay.get("decay_rate"), "max_abs_eig": decay.get("max_abs_eig"),
     }
     return {f"analysis/{k}": v for k, v in values.items()}
 
