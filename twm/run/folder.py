@@ -9,11 +9,11 @@
     <run>/summary.json            built from the checkpoint (:meth:`RunFolder.finalise`), never from memory
 
 Checkpoint format (one for both engines, so either resumes a run the other started): a Lightning checkpoint —
-``state_dict`` (``model.*``: the ``ElmanRNN``), ``optimizer_states`` (``torch.optim.Adam``'s state dict),
-``loops`` (the fit-loop progress at ``global_step``), ``callbacks``, ``hyper_parameters`` (``{"spec": ...}``) — plus a
-``"twm"`` entry, :class:`TrainState`: the curriculum, the data generator, the last step's metrics, the wall clock.
-``HDSModule.load_from_checkpoint(path)`` (``twm.train.lightning``) loads it; :meth:`RunFolder.load_model` gives the
-network without Lightning.
+``state_dict`` (``model.*``: the network, any architecture of ``twm.model``), ``optimizer_states``
+(``torch.optim.Adam``'s state dict), ``loops`` (the fit-loop progress at ``global_step``), ``callbacks``,
+``hyper_parameters`` (``{"spec": ...}``) — plus a ``"twm"`` entry, :class:`TrainState`: the curriculum, the data
+generator, the last step's metrics, the wall clock. ``HDSModule.load_from_checkpoint(path)`` (``twm.train.lightning``)
+loads it; :meth:`RunFolder.load_model` gives the network without Lightning.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from twm.metrics import test_accuracy
-from twm.model import ElmanRNN
+from twm.model import RecurrentModel
 from twm.run.spec import RunSpec
 
 SUMMARY = "summary.json"
@@ -150,7 +150,7 @@ class TrainState:
 
 @dataclass
 class AdamState:
-    """Adam's moments per parameter name (``ElmanRNN.named_parameters()`` order) and its step count."""
+    """Adam's moments per parameter name (the network's ``named_parameters()`` order) and its step count."""
 
     step: int
     exp_avg: dict[str, torch.Tensor]
@@ -227,7 +227,7 @@ def lightning_loops(step: int, finished: bool = False) -> dict:
 def checkpoint_payload(spec: RunSpec, weights: dict[str, torch.Tensor], adam: AdamState, state: TrainState,
                        callbacks: dict | None = None) -> dict:
     """A checkpoint in the format the Lightning engine writes, from an engine's raw state (CPU tensors).
-    ``weights`` and ``adam`` are keyed by ``ElmanRNN`` parameter names."""
+    ``weights`` and ``adam`` are keyed by the network's parameter names."""
     names = list(weights)
     template = spec.make_optimizer([torch.zeros(1) for _ in names]).state_dict()["param_groups"]
     return {
@@ -503,13 +503,13 @@ class RunFolder:
 
     # -- the trained network ---------------------------------------------------------------------------------------
     @staticmethod
-    def _model(spec: RunSpec, ckpt: dict) -> ElmanRNN:
+    def _model(spec: RunSpec, ckpt: dict) -> RecurrentModel:
         model = spec.make_model()
         model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
                                if k.startswith("model.")})
         return model.eval()
 
-    def load_model(self) -> tuple[ElmanRNN, RunSpec]:
+    def load_model(self) -> tuple[RecurrentModel, RunSpec]:
         """The trained network (CPU, eval mode) and the run's spec."""
         ckpt = self.load_checkpoint()
         if ckpt is None:

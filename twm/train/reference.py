@@ -1,4 +1,4 @@
-"""The bare reference loop: one run of a :class:`RunSpec` as plain PyTorch (``nn.RNN`` + autograd +
+"""The bare reference loop: one run of a :class:`RunSpec` as plain PyTorch (the spec's network + autograd +
 ``clip_grad_norm_`` + ``torch.optim.Adam``), no Lightning, no run folder.
 
 It is the definition both engines are tested against: the Lightning engine must give its weights bitwise, the
@@ -13,13 +13,13 @@ from collections.abc import Callable
 import torch
 
 from twm.metrics import output_mse, sign_accuracy
-from twm.model import ElmanRNN
+from twm.model import RecurrentModel
 from twm.run.spec import RunSpec
 from twm.tasks import sample
 
 
-def train_reference(spec: RunSpec, callback: Callable[[int, ElmanRNN], None] | None = None, device=None,
-                    steps: int | None = None) -> tuple[ElmanRNN, dict]:
+def train_reference(spec: RunSpec, callback: Callable[[int, RecurrentModel], None] | None = None, device=None,
+                    steps: int | None = None) -> tuple[RecurrentModel, dict]:
     """Train ``spec`` for ``steps`` (default ``spec.steps``) optimizer steps. ``callback(steps_done, model)`` runs
     after every step. Returns ``(model, history)`` with per-step lists ``history["loss"]``, ``["accuracy"]`` and
     ``["horizon"]`` (the horizon used at that step)."""
