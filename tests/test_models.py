@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,10 +20,13 @@ from twm.analyze import AnalyzeOptions, analyze_run
 from twm.model import MODELS, AttentionDecoder, NoOperator, build_model, matched_hidden_size, parameter_count
 from twm.run.folder import RunFolder
 from twm.run.spec import ModelSpec, RunSpec
+from twm.tasks import get_task
 from twm.theory import sbc_step
 from twm.train.batched import EnsembleTrainer
+from twm.train.callbacks import GradientProbe
 from twm.train.config import ConfigError, validate
 from twm.train.pipeline import prepare, train, train_packed
+from twm.train.reference import train_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = tuple(MODELS)
@@ -92,6 +96,15 @@ def test_a_run_killed_mid_way_resumes_to_the_bits_of_an_uninterrupted_one(arch, 
     _assert_same_run(clean, run)
     with open(run / "metrics.csv", newline="") as fh:
         assert [int(r["step"]) for r in csv.DictReader(fh)] == list(range(30))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_bare_reference_loop_gives_the_lightning_weights(arch, clean_run):
+    spec = RunFolder(clean_run(arch)).spec()
+    model, history = train_reference(spec)
+    assert len(history["loss"]) == spec.steps
+    trained = _weights(clean_run(arch))
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
 
 
 def test_the_command_line_trains_a_gated_model_until_a_signal_and_the_pipeline_resumes_it(clean_run, tmp_path):
@@ -286,6 +299,19 @@ def test_the_decoder_reads_s_inputs_then_feeds_back_its_own_outputs():
 # ----------------------------------------------------------------------------------------------------------------
 # analysis
 # ----------------------------------------------------------------------------------------------------------------
+def test_the_gradient_probe_reads_each_models_operator():
+    task = SimpleNamespace(task_F=get_task("repeat_copy", S, D).F, s=S, max_horizon=4, device=torch.device("cpu"))
+    for arch in ("lstm", "attention"):
+        model = build_model(arch, D, 6, S, generator=generator(13))
+        row = GradientProbe(every_n_steps=1, batch_size=4).probe(SimpleNamespace(model=model, **vars(task)), 0)
+        if arch == "attention":
+            assert np.isnan(row["max_abs_eig"])
+        else:
+            radius = np.abs(np.linalg.eigvals(_finite_differences(model.double()).numpy())).max()
+            assert abs(row["max_abs_eig"] - radius) < 1e-6
+        assert np.all(np.isfinite([row[f"G_{t}"] for t in range(1, S + 1)]))
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_architecture_is_analysed(arch, clean_run):
     run = clean_run(arch)
