@@ -244,6 +244,29 @@ def test_the_wave_rnn_starts_as_a_shift_toward_position_zero_in_every_channel():
     assert torch.equal(model.operator(), shift)
 
 
+def test_the_wave_rnn_is_a_circular_convolution_of_its_state():
+    model = build_model("wave_rnn", D, 12, S, bias=True, generator=generator(14), channels=3, kernel_size=3).double()
+    with torch.no_grad():
+        model.conv.weight.copy_(torch.randn(model.conv.weight.shape, generator=generator(15)))
+    u = torch.randn(6, 2, D, generator=generator(16), dtype=torch.float64)
+    h, expected = torch.zeros(2, 12, dtype=torch.float64), []
+    for t in range(6):  # torch.nn.Conv1d with circular padding, one step at a time
+        h = torch.tanh(model.encoder(u[t]) + model.conv(h.view(2, 3, 4)).flatten(1))
+        expected.append(h)
+    torch.testing.assert_close(model(u)[1], torch.stack(expected).detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_diagonal_recurrence_is_the_complex_recursion():
+    model = _model("diag_linear", n=4)
+    u = torch.randn(6, 2, D, generator=generator(17), dtype=torch.float64)
+    B = model.input.weight[:4] + 1j * model.input.weight[4:]
+    h, expected = torch.zeros(2, 4, dtype=torch.complex128), []
+    for t in range(6):
+        h = model.eigenvalues() * h + u[t].to(torch.complex128) @ B.T
+        expected.append(torch.cat([h.real, h.imag], dim=-1))
+    torch.testing.assert_close(model(u)[1], torch.stack(expected).detach(), rtol=1e-12, atol=1e-12)
+
+
 def test_the_diagonal_recurrence_has_the_eigenvalues_set_by_hand():
     model = _model("diag_linear", n=4)
     modulus = torch.tensor([0.3, 0.95, 0.7, 0.999], dtype=torch.float64)

@@ -244,8 +244,8 @@ class WaveRNN(RecurrentModel):
     channel: waves travel toward position 0, as Φ shifts toward the oldest column). The other weights are drawn
     as ``init`` says.
 
-    Operator: the recurrent map ``h ↦ K ⊛ h`` as an ``(n, n)`` matrix (the Jacobian at the origin of the
-    bias-free model); a permutation matrix at initialisation.
+    Operator: the recurrent map ``h ↦ K ⊛ h`` as an ``(n, n)`` matrix (:meth:`recurrent_matrix`, the Jacobian at
+    the origin of the bias-free model; the forward pass uses it too); a permutation matrix at initialisation.
     """
 
     OPTIONS = {"channels": 4, "kernel_size": 3}
@@ -273,24 +273,30 @@ class WaveRNN(RecurrentModel):
         with torch.no_grad():
             self.conv.weight.copy_(shift)
 
-    def _recur(self, h: torch.Tensor) -> torch.Tensor:
-        return self.conv(h.reshape(-1, self.channels, self.positions)).flatten(1)
+    def recurrent_matrix(self) -> torch.Tensor:
+        """``K ⊛`` (no bias) as an ``(n, n)`` matrix, differentiably: column j is the circular convolution of the
+        unit state j."""
+        w = self.conv.weight
+        units = torch.eye(self.hidden_size, dtype=w.dtype, device=w.device).view(-1, self.channels, self.positions)
+        pad = w.shape[-1] // 2
+        return nn.functional.conv1d(nn.functional.pad(units, (pad, pad), mode="circular"), w).flatten(1).T
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h = u.new_zeros(u.shape[1], self.hidden_size) if h0 is None else h0
-        drive = self.encoder(u)
+        drive, K = self.encoder(u), self.recurrent_matrix()  # one matmul per step instead of one convolution
+        if self.conv.bias is not None:
+            drive = drive + self.conv.bias.repeat_interleave(self.positions)
         states = []
         for t in range(u.shape[0]):
-            h = torch.tanh(drive[t] + self._recur(h))
+            h = torch.tanh(drive[t] + h @ K.T)
             states.append(h)
         states = torch.stack(states)
         return self.readout(states), states
 
     def operator(self) -> torch.Tensor:
         self._no_bias()
-        eye = torch.eye(self.hidden_size, dtype=self.conv.weight.dtype)
         with torch.no_grad():
-            return self._recur(eye).T.double()
+            return self.recurrent_matrix().double()
 
     def readout_matrix(self) -> torch.Tensor:
         return self.readout.weight.detach().clone()
@@ -341,14 +347,16 @@ class DiagonalLinearRNN(RecurrentModel):
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.hidden_size
-        re, im = (u.new_zeros(u.shape[1], n),) * 2 if h0 is None else (h0[:, :n], h0[:, n:])
-        lam_re, lam_im = self._lambda()
         drive = self.input(u)
+        drive = torch.complex(drive[..., :n], drive[..., n:])
+        h = drive.new_zeros(u.shape[1], n) if h0 is None else torch.complex(h0[:, :n], h0[:, n:])
+        lam = torch.complex(*self._lambda())
         states = []
         for t in range(u.shape[0]):
-            re, im = lam_re * re - lam_im * im + drive[t, :, :n], lam_im * re + lam_re * im + drive[t, :, n:]
-            states.append(torch.cat([re, im], dim=-1))
+            h = lam * h + drive[t]
+            states.append(h)
         states = torch.stack(states)
+        states = torch.cat([states.real, states.imag], dim=-1)
         return self.readout(states), states
 
     def eigenvalues(self) -> torch.Tensor:
