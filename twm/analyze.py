@@ -294,12 +294,10 @@ def spectral_section(run: _Run, hidden: np.ndarray) -> dict:
     from twm.theory import predicted_eigenvalues
 
     b = run.b
-    spectral: dict = {"operator": "W_hh" if b is None or not torch.any(b) else "jacobian_at_fixed_point"}
-    if not isinstance(run.model, ElmanRNN):
-        spectral["operator"] = run.model.OPERATOR
+    spectral: dict = {"operator": run.model.OPERATOR if b is None or not torch.any(b) else "jacobian_at_fixed_point"}
     threshold = run.options.threshold
     if run.W_hh is None:
-        spectral.update(operator=None, error=None, error_optimal=None, n_learned=None, n_theory=None, defined=False,
+        spectral.update(error=None, error_optimal=None, n_learned=None, n_theory=None, defined=False,
                         counts_match=False, threshold=threshold, failure=run.no_operator)
         return spectral
     try:

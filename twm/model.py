@@ -9,8 +9,8 @@ them alike:
   ``hidden_size`` except where the class docstring says otherwise;
 - initialisation from an explicit ``torch.Generator`` (the run's init seed), in ``named_parameters()`` order;
 - ``operator()``: the recurrent operator compared with Φ (docs/science.md §4), ``(state_size, state_size)``
-  float64, or :class:`NoOperator` saying why there is none; ``readout_matrix()``: ``(d, state_size)`` when the
-  output is a linear map of the state, else ``None`` (Algorithm 1 needs both, docs/science.md §5);
+  float64 on the CPU, or :class:`NoOperator` saying why there is none; ``readout_matrix()``: ``(d, state_size)``
+  when the output is a linear map of the state, else ``None`` (Algorithm 1 needs both, docs/science.md §5);
 - ``num_parameters()``; :func:`parameter_count` and :func:`matched_hidden_size` compare architectures at a budget.
 
 ``ElmanRNN`` is the model of docs/science.md §3: ``h(t) = tanh(W_hh h(t-1) + W_uh u(t) [+ b])``, ``y(t) = W_r h(t)``,
@@ -144,7 +144,7 @@ class ElmanRNN(RecurrentModel):
         return (self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0).detach().clone()
 
     def operator(self) -> torch.Tensor:
-        return self.W_hh.double()
+        return self.W_hh.cpu().double()
 
     def readout_matrix(self) -> torch.Tensor:
         return self.W_r
@@ -194,7 +194,7 @@ class LSTM(RecurrentModel):
     def operator(self) -> torch.Tensor:
         self._no_bias()
         n = self.hidden_size
-        W_hg = self.rnn.weight_hh_l0.detach().double()[2 * n: 3 * n]
+        W_hg = self.rnn.weight_hh_l0.detach().cpu().double()[2 * n: 3 * n]
         eye = torch.eye(n, dtype=torch.float64)
         return torch.cat([torch.cat([W_hg / 4, eye / 4], 1), torch.cat([W_hg / 2, eye / 2], 1)])
 
@@ -228,7 +228,7 @@ class GRU(RecurrentModel):
     def operator(self) -> torch.Tensor:
         self._no_bias()
         n = self.hidden_size
-        W_hn = self.rnn.weight_hh_l0.detach().double()[2 * n:]
+        W_hn = self.rnn.weight_hh_l0.detach().cpu().double()[2 * n:]
         return W_hn / 4 + torch.eye(n, dtype=torch.float64) / 2
 
     def readout_matrix(self) -> torch.Tensor:
@@ -296,7 +296,7 @@ class WaveRNN(RecurrentModel):
     def operator(self) -> torch.Tensor:
         self._no_bias()
         with torch.no_grad():
-            return self.recurrent_matrix().double()
+            return self.recurrent_matrix().cpu().double()
 
     def readout_matrix(self) -> torch.Tensor:
         return self.readout.weight.detach().clone()
@@ -360,10 +360,10 @@ class DiagonalLinearRNN(RecurrentModel):
         return self.readout(states), states
 
     def eigenvalues(self) -> torch.Tensor:
-        """λ, ``(n,)`` complex128."""
+        """λ, ``(n,)`` complex128 on the CPU."""
         with torch.no_grad():
             re, im = self._lambda()
-        return torch.complex(re.double(), im.double())
+        return torch.complex(re.cpu().double(), im.cpu().double())
 
     def operator(self) -> torch.Tensor:
         lam = self.eigenvalues()
