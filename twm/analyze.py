@@ -40,6 +40,7 @@ import torch
 from omegaconf import DictConfig
 
 from twm.analysis.basis import support_summary
+from twm.model import ElmanRNN, NoOperator
 from twm.run import wandb as run_wandb
 from twm.run.folder import CHECKPOINTS, LAST, RunFolder, write_json
 
@@ -213,15 +214,19 @@ class RunAnalysis:
     - ``run``: the run's ``summary.json`` fields (status, steps, seed, task, task_id, s, d, hidden_size, l2,
       curriculum, threshold = the curriculum threshold, final_horizon, step_reached_max_horizon, train_loss,
       train_accuracy, test_accuracy, wall_seconds), from the run's spec where the summary lacks them;
+    - ``model``: ``arch``, ``hidden_size``, ``state_size``, ``parameters`` (trainable), ``options`` (docs/science.md
+      §9);
     - ``spectral``: docs/science.md §4 — ``error``, ``error_optimal`` (radians, ``None`` when undefined),
       ``n_learned``, ``n_theory``, ``defined``, ``counts_match``, ``threshold``, ``operator`` (``"W_hh"`` or
-      ``"jacobian_at_fixed_point"``), ``spectral_radius`` (of that operator), ``fixed_point_norm``,
+      ``"jacobian_at_fixed_point"`` for the Elman RNN; the model's ``OPERATOR`` name otherwise, e.g.
+      ``"jacobian_at_origin"``; ``None`` without one), ``spectral_radius`` (of that operator), ``fixed_point_norm``,
       ``fixed_point_residual`` and ``n_fixed_points`` (with biases), ``failure`` (why the operator could not be
-      formed, e.g. no fixed point found; then ``defined`` is false);
+      formed, e.g. no fixed point found, or the model has none; then ``defined`` is false);
     - ``basis``: docs/science.md §5 — ``method``, ``n_kept``, ``n_coordinates`` (s*d), ``n_complement`` and
-      :func:`support_summary` of ``Ψ* W_hh Ψ``;
+      :func:`support_summary` of ``Ψ* W_hh Ψ`` (``W_hh``: the operator); ``{"skipped": why}`` for a model without
+      an operator or a linear readout of its state;
     - ``hidden_waves``: the input shown (``input``: description, ``pattern``: the (s, d) ±1 glyph, ``steps``,
-      ``normalisation``);
+      ``normalisation``); ``{"skipped": why}`` as ``basis``;
     - ``length_generalisation``: ``first_below`` (1-based output step, ``None`` if never), ``threshold``,
       ``horizon``, ``mean_accuracy``, ``n_batches``, ``batch_size``, ``seed`` (the run's test seed), ``accuracy``
       (all ``horizon`` per-step accuracies);
@@ -249,6 +254,7 @@ class RunAnalysis:
     gradient_flow: dict | None
     plots: dict
     gradient_decay: dict | None = None
+    model: dict | None = None
     skipped: bool = False
 
     def to_dict(self) -> dict:
@@ -276,7 +282,13 @@ class _Run:
         self.task = self.spec.task.task()
         self.s, self.d, self.F = self.task.s, self.task.d, self.task.F
         self.seeds = self.spec.seeds
-        self.W_hh, self.W_r, self.b = self.model.W_hh.double().numpy(), self.model.W_r.double().numpy(), self.model.b
+        try:  # the operator compared with Φ (docs/science.md §9); an Elman RNN with biases is linearised later
+            self.W_hh, self.no_operator = self.model.operator().double().numpy(), None
+        except NoOperator as err:
+            self.W_hh, self.no_operator = None, str(err)
+        readout = self.model.readout_matrix()
+        self.W_r = None if readout is None else readout.double().numpy()
+        self.b = self.model.b if isinstance(self.model, ElmanRNN) else None
         self.dir, self.options, self.plots = run_dir, options, {}
         self.label = f"{self.task.name}, hidden {self.spec.model.hidden_size}, seed {self.spec.seed}"
 
@@ -303,8 +315,12 @@ def spectral_section(run: _Run, hidden: np.ndarray) -> dict:
     from twm.theory import predicted_eigenvalues
 
     b = run.b
-    spectral: dict = {"operator": "W_hh" if b is None or not torch.any(b) else "jacobian_at_fixed_point"}
+    spectral: dict = {"operator": run.model.OPERATOR if b is None or not torch.any(b) else "jacobian_at_fixed_point"}
     threshold = run.options.threshold
+    if run.W_hh is None:
+        spectral.update(error=None, error_optimal=None, n_learned=None, n_theory=None, defined=False,
+                        counts_match=False, threshold=threshold, failure=run.no_operator)
+        return spectral
     try:
         lin = jacobian(run.W_hh, b=None if b is None else b.double().numpy(), states=hidden)
     except FixedPointNotFound as err:
@@ -330,6 +346,9 @@ def basis_sections(run: _Run, hidden: np.ndarray) -> tuple[dict, dict]:
     from twm.analysis import plot_hidden_waves, plot_weights_in_basis, states_in_basis, variable_memory_basis
     from twm.analysis import weights_in_basis as in_basis
 
+    if run.W_hh is None or run.W_r is None:
+        why = {"skipped": run.no_operator or f"{run.spec.model.arch}: the output is not a linear map of the state"}
+        return why, dict(why)
     s, d = run.s, run.d
     pattern = glyph(s, d)
     T = 4 * s
@@ -433,6 +452,13 @@ def gradient_decay_section(run: _Run) -> dict:
     return out
 
 
+def model_section(run: _Run) -> dict:
+    """The architecture: what a comparison across architectures at a parameter budget needs."""
+    m = run.spec.model
+    return {"arch": m.arch, "hidden_size": m.hidden_size, "state_size": run.model.state_size,
+            "parameters": run.model.num_parameters(), "options": dict(m.options)}
+
+
 def run_section(run: _Run) -> dict:
     """The run's summary fields (from its spec where the summary lacks them: an unfinished run)."""
     from twm.run.folder import SUMMARY_KEYS
@@ -470,7 +496,7 @@ def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> RunAnalysis:
         seconds=round(time.perf_counter() - start, 3),
         options={k: v for k, v in asdict(options).items() if k != "force"}, run=run_section(run),
         spectral=spectral, basis=basis, hidden_waves=waves, length_generalisation=length, gradient_flow=gradient,
-        plots=run.plots, gradient_decay=decay,
+        plots=run.plots, gradient_decay=decay, model=model_section(run),
     )
     write_json(run_dir / ANALYSIS, result.to_dict())
     run_wandb.update_run(run_dir, wandb_summary(result), {f"analysis/{name}": run_dir / path

@@ -64,10 +64,17 @@ def decay_rate(G) -> float:
 def gradient_probe(model, u: torch.Tensor, y: torch.Tensor, s: int) -> dict:
     """One network on one probe batch (docs/science.md §6): ``G`` and ``G_first`` ``(s,)`` float64 (C = the
     training loss, C = the loss at step s+1: :func:`input_gradient_profile`), their decay rates ``decay_rate`` and
-    ``decay_rate_first`` (:func:`decay_rate`) and ``max_abs_eig`` = ``max|λ(W_hh)|`` (``model.W_hh``)."""
+    ``decay_rate_first`` (:func:`decay_rate`) and ``max_abs_eig``: the spectral radius of the model's recurrent
+    operator (``W_hh`` for the Elman RNN; NaN for a model without one, ``twm.model.NoOperator``)."""
+    from twm.model import NoOperator
+
     G = input_gradient_profile(model, u, y, s, loss="output")
     G_first = input_gradient_profile(model, u, y, s, loss="first")
-    return {"G": G, "decay_rate": decay_rate(G), "max_abs_eig": spectral_radius(model.W_hh), "G_first": G_first,
+    try:
+        radius = spectral_radius(model.operator())
+    except NoOperator:
+        radius = float("nan")
+    return {"G": G, "decay_rate": decay_rate(G), "max_abs_eig": radius, "G_first": G_first,
             "decay_rate_first": decay_rate(G_first)}
 
 

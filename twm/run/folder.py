@@ -6,17 +6,17 @@
     <run>/fingerprint.json        RunSpec.identity(): relaunching a folder that holds another run is refused
     <run>/metrics.csv             one row per step (CSVLogger): train/loss, train/accuracy, curriculum/horizon
     <run>/checkpoints/last.ckpt   the checkpoint (format below), refreshed every ``checkpoint_every`` steps
-    <run>/checkpoints/weights/step_000500.pt   kept weights (``callbacks.keep_weights``): the ``ElmanRNN`` state dict
+    <run>/checkpoints/weights/step_000500.pt   kept weights (``callbacks.keep_weights``): the network's state dict
                                   after that many optimizer steps, nothing else (:meth:`RunFolder.kept_weights`)
     <run>/summary.json            built from the checkpoint (:meth:`RunFolder.finalise`), never from memory
 
 Checkpoint format (one for both engines, so either resumes a run the other started): a Lightning checkpoint —
-``state_dict`` (``model.*``: the ``ElmanRNN``), ``optimizer_states`` (``torch.optim.Adam``'s state dict),
-``lr_schedulers`` (the ``torch.optim.lr_scheduler`` state when the run has a schedule, else empty), ``loops`` (the
-fit-loop progress at ``global_step``), ``callbacks``, ``hyper_parameters`` (``{"spec": ...}``) — plus a
-``"twm"`` entry, :class:`TrainState`: the curriculum, the data generator, the last step's metrics, the wall clock.
-``HDSModule.load_from_checkpoint(path)`` (``twm.train.lightning``) loads it; :meth:`RunFolder.load_model` gives the
-network without Lightning.
+``state_dict`` (``model.*``: the network, any architecture of ``twm.model``), ``optimizer_states``
+(``torch.optim.Adam``'s state dict), ``lr_schedulers`` (the ``torch.optim.lr_scheduler`` state when the run has a
+schedule, else empty), ``loops`` (the fit-loop progress at ``global_step``), ``callbacks``, ``hyper_parameters``
+(``{"spec": ...}``) — plus a ``"twm"`` entry, :class:`TrainState`: the curriculum, the data generator, the last
+step's metrics, the wall clock. ``HDSModule.load_from_checkpoint(path)`` (``twm.train.lightning``) loads it;
+:meth:`RunFolder.load_model` gives the network without Lightning.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from twm.metrics import test_accuracy
-from twm.model import ElmanRNN
+from twm.model import RecurrentModel
 from twm.run.spec import RunSpec
 
 SUMMARY = "summary.json"
@@ -154,7 +154,7 @@ class TrainState:
 
 @dataclass
 class AdamState:
-    """Adam's moments per parameter name (``ElmanRNN.named_parameters()`` order) and its step count."""
+    """Adam's moments per parameter name (the network's ``named_parameters()`` order) and its step count."""
 
     step: int
     exp_avg: dict[str, torch.Tensor]
@@ -233,7 +233,7 @@ def lightning_loops(step: int, finished: bool = False, schedulers: int = 0) -> d
 def checkpoint_payload(spec: RunSpec, weights: dict[str, torch.Tensor], adam: AdamState, state: TrainState,
                        callbacks: dict | None = None) -> dict:
     """A checkpoint in the format the Lightning engine writes, from an engine's raw state (CPU tensors).
-    ``weights`` and ``adam`` are keyed by ``ElmanRNN`` parameter names."""
+    ``weights`` and ``adam`` are keyed by the network's parameter names."""
     names = list(weights)
     optimizer = spec.make_optimizer([torch.zeros(1) for _ in names])
     schedulers = scheduler_states(spec, optimizer, int(state.steps))
@@ -530,7 +530,7 @@ class RunFolder:
 
     # -- the trained network ---------------------------------------------------------------------------------------
     @staticmethod
-    def _model(spec: RunSpec, ckpt: dict) -> ElmanRNN:
+    def _model(spec: RunSpec, ckpt: dict) -> RecurrentModel:
         model = spec.make_model()
         model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
                                if k.startswith("model.")})
@@ -540,7 +540,7 @@ class RunFolder:
         return self.path / CHECKPOINTS / WEIGHTS / f"step_{int(step):06d}.pt"
 
     def save_weights(self, step: int, weights: dict[str, torch.Tensor]) -> None:
-        """Keep the network's weights after ``step`` optimizer steps (``ElmanRNN`` names, CPU copies), atomically."""
+        """Keep the network's weights after ``step`` optimizer steps (parameter names, CPU copies), atomically."""
         path = self.weights_path(step)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -557,13 +557,13 @@ class RunFolder:
                 found.append((int(digits), path))
         return sorted(found)
 
-    def load_weights(self, step: int, spec: RunSpec | None = None) -> ElmanRNN:
+    def load_weights(self, step: int, spec: RunSpec | None = None) -> RecurrentModel:
         """The network (CPU, eval mode) as it was after ``step`` optimizer steps, from its kept weights."""
         model = (spec or self.spec()).make_model()
         model.load_state_dict(torch.load(self.weights_path(step), map_location="cpu", weights_only=True))
         return model.eval()
 
-    def load_model(self) -> tuple[ElmanRNN, RunSpec]:
+    def load_model(self) -> tuple[RecurrentModel, RunSpec]:
         """The trained network (CPU, eval mode) and the run's spec."""
         ckpt = self.load_checkpoint()
         if ckpt is None:

@@ -8,7 +8,7 @@ Config → spec (``RunSpec.from_config``):
 
 ==================  ==========================================================================================
 ``task``            ``task.{name, s, d, task_id}`` → the operator ``F`` (``twm.tasks.make_task``)
-``model``           ``model.{arch, hidden_size, bias, init}`` — the architecture only
+``model``           ``model.{arch, hidden_size, bias, init}`` and the architecture's own keys (``twm.model.MODELS``)
 ``optim``           ``optimizer.{name, lr, l2}`` and ``trainer.gradient_clip_val`` (clipping of the total norm)
 ``scheduler``       ``scheduler.{name, milestones, gamma}``: the learning-rate schedule (``none`` or ``step``)
 ``curriculum``      the ``curriculum`` group: its kind (``ladder``, ``adaptive``, ``none``) and parameters
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from twm.curriculum import CURRICULA, build_curriculum
-from twm.model import ElmanRNN
+from twm.model import MODELS, RecurrentModel, build_model
 from twm.tasks import Task, custom_task, make_task, validate_operator
 
-ARCHITECTURES = ("elman",)
+ARCHITECTURES = tuple(MODELS)
 OPTIMIZERS = ("adam",)
 SCHEDULERS = ("none", "step")
 
@@ -93,12 +93,31 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The architecture (``conf/model``): no optimiser settings here."""
+    """The architecture (``conf/model``): no optimiser settings here. ``options``: the architecture's own keys
+    (``twm.model.MODELS[arch].OPTIONS``) as sorted pairs, every one recorded (unset ones at their defaults); none
+    for the Elman RNN, and then absent from :meth:`RunSpec.to_dict` (so Elman fingerprints stay those of runs made
+    before other architectures existed)."""
 
     arch: str = "elman"
     hidden_size: int = 128
     bias: bool = False
     init: str = "uniform"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self):
+        known = MODELS[self.arch].OPTIONS if self.arch in MODELS else {}
+        given = dict(self.options)
+        unknown = set(given) - set(known)
+        if unknown:
+            raise ValueError(f"{self.arch} has no option {', '.join(sorted(unknown))}; its options: "
+                             f"{', '.join(known) or 'none'}")
+        object.__setattr__(self, "options", tuple(sorted({**known, **given}.items())))
+
+    @classmethod
+    def of(cls, arch: str = "elman", hidden_size: int = 128, bias: bool = False, init: str = "uniform",
+           **options) -> ModelSpec:
+        """``ModelSpec`` with the options as keywords; unset ones are recorded at the architecture's defaults."""
+        return cls(arch, int(hidden_size), bool(bias), str(init), tuple(options.items()))
 
 
 @dataclass(frozen=True)
@@ -210,13 +229,12 @@ class RunSpec:
     def seeds(self) -> RunSeeds:
         return run_seeds(self.seed)
 
-    def make_model(self) -> ElmanRNN:
-        """The network at initialisation: the same weights for the same seed in every engine (CPU)."""
-        if self.model.arch != "elman":
-            raise ValueError(f"unknown architecture {self.model.arch!r}; known: {', '.join(ARCHITECTURES)}")
-        d = self.task.d
-        return ElmanRNN(d, self.model.hidden_size, d, bias=self.model.bias, init=self.model.init,
-                        generator=torch.Generator().manual_seed(self.seeds.init))
+    def make_model(self) -> RecurrentModel:
+        """The network at initialisation (``twm.model.build_model``): the same weights for the same seed in every
+        engine (CPU)."""
+        m = self.model
+        return build_model(m.arch, self.task.d, m.hidden_size, self.task.s, bias=m.bias, init=m.init,
+                           generator=torch.Generator().manual_seed(self.seeds.init), **dict(m.options))
 
     def make_optimizer(self, params) -> torch.optim.Optimizer:
         """``torch.optim.Adam`` with the run's learning rate and coupled L2."""
@@ -240,13 +258,16 @@ class RunSpec:
 
     # -- serialisation ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it. A constant learning rate
-        (no scheduler) and empty ``tags`` are left out, so runs from before these existed keep their identity."""
+        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it. A constant learning rate (no
+        scheduler), empty ``tags`` and ``model.options`` of an architecture without options are left out, so runs
+        from before these existed keep their identity."""
         out = _plain(asdict(self))
         if not self.scheduler.active:
             out.pop("scheduler")
         if not out["tags"]:
             out.pop("tags")
+        if not self.model.options:
+            del out["model"]["options"]
         return out
 
     @classmethod
@@ -260,7 +281,9 @@ class RunSpec:
                if k in data}
         if data.get("tags"):
             top["tags"] = tuple(str(t) for t in data["tags"])
-        return cls(TaskSpec(**task), ModelSpec(**data.get("model", {})), OptimSpec(**data.get("optim", {})),
+        model = dict(data.get("model", {}))
+        model["options"] = tuple((k, v) for k, v in model.get("options", ()))
+        return cls(TaskSpec(**task), ModelSpec(**model), OptimSpec(**data.get("optim", {})),
                    curriculum, DataSpec(**data.get("data", {})), scheduler=SchedulerSpec(**data.get("scheduler", {})),
                    **top)
 
@@ -289,8 +312,7 @@ class RunSpec:
         accelerator = str(trainer.get("accelerator", "cpu"))
         return cls(
             task=TaskSpec.from_task(task),
-            model=ModelSpec(str(model.get("arch", "elman")), int(model.hidden_size), bool(model.get("bias", False)),
-                            str(model.get("init", "uniform"))),
+            model=_model_spec(model),
             optim=OptimSpec(str(opt.get("name", "adam")), float(opt.get("lr", model.get("lr", 1e-3))),
                             float(opt.get("l2", model.get("l2", 0.0))), float(trainer.get("gradient_clip_val", 1.0))),
             curriculum=CurriculumSpec.of(kind, **cur),
@@ -305,6 +327,15 @@ class RunSpec:
                                     float(sched.get("gamma", 0.1))),
             tags=tuple(str(t) for t in (cfg.get("tags") or ())),
         )
+
+
+def _model_spec(model) -> ModelSpec:
+    """``cfg.model`` → :class:`ModelSpec`, with the architecture's options (older folders may hold other keys)."""
+    arch = str(model.get("arch", "elman"))
+    known = MODELS[arch].OPTIONS if arch in MODELS else {}
+    options = {k: model[k] for k in known if model.get(k) is not None}
+    return ModelSpec.of(arch, int(model.hidden_size), bool(model.get("bias", False)), str(model.get("init", "uniform")),
+                        **options)
 
 
 def _curriculum_kind(target: str | None) -> str:

@@ -55,6 +55,7 @@ from twm.train.signals import StopRequested
 log = logging.getLogger("twm.ensemble")
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults
+ARCHITECTURES = ("elman",)  # what this engine trains; the pipeline trains the others with Lightning
 
 
 def compatibility_key(spec: RunSpec) -> tuple:
@@ -89,7 +90,10 @@ class EnsembleTrainer:
         specs = list(specs)
         if not specs:
             raise ValueError("an ensemble needs at least one member")
-        s, d, n, bias, B = compatibility_key(specs[0])[1:]
+        arch, s, d, n, bias, B = compatibility_key(specs[0])
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"the batched engine trains {', '.join(ARCHITECTURES)} only, not model.arch={arch!r}: "
+                             "train it with the Lightning engine (twm.train.pipeline.run_lightning)")
         for i, spec in enumerate(specs):
             if compatibility_key(spec) != compatibility_key(specs[0]):
                 raise ValueError(

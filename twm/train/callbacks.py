@@ -53,15 +53,16 @@ class GradientProbe(pl.Callback):
     Probes at the start of training (step 0) and after every optimizer step whose ``trainer.global_step`` is a
     multiple of ``every_n_steps``. The probe batch is drawn once, ``twm.tasks.sample(pl_module.task_F, pl_module.s,
     horizon, batch_size)`` with its own generator seeded by ``seed`` (horizon = ``pl_module.max_horizon`` if present,
-    else 100), and reused. The module must expose ``model`` (an ``ElmanRNN``), ``task_F`` (``(s*d, d)``) and ``s``.
+    else 100), and reused. The module must expose ``model`` (a ``twm.model`` network), ``task_F`` (``(s*d, d)``)
+    and ``s``.
 
-    Each probe: ``G`` (C = the training loss), ``G_first`` (C = loss at step s+1), ``r`` for both, and
-    ``max|λ(W_hh)|``; gradients are taken with respect to the input only (no parameter ``.grad``, no optimizer
-    state is touched). Logged as ``grad/G_1..grad/G_s``, ``grad/decay_rate``, ``grad/decay_rate_first``,
-    ``grad/max_abs_eig`` through ``log_metrics(..., step=global_step)`` of every logger in ``trainer.loggers``;
-    rows are kept in ``self.rows`` (saved in checkpoints) and ``grad_probe.csv`` in ``trainer.default_root_dir`` is
-    rewritten atomically after each probe (columns ``step, G_1..G_s, decay_rate, max_abs_eig, G_first_1..G_first_s,
-    decay_rate_first``).
+    Each probe: ``G`` (C = the training loss), ``G_first`` (C = loss at step s+1), ``r`` for both, and ``max|λ(W_hh)|``
+    (of the model's recurrent operator; NaN for a model without one); gradients are taken with respect to the input only
+    (no parameter ``.grad``, no optimizer state is touched). Logged as ``grad/G_1..grad/G_s``, ``grad/decay_rate``,
+    ``grad/decay_rate_first``, ``grad/max_abs_eig`` through ``log_metrics(..., step=global_step)`` of every logger in
+    ``trainer.loggers``; rows are kept in ``self.rows`` (saved in checkpoints) and ``grad_probe.csv`` in
+    ``trainer.default_root_dir`` is rewritten atomically after each probe (columns ``step, G_1..G_s, decay_rate,
+    max_abs_eig, G_first_1..G_first_s, decay_rate_first``).
     """
 
     def __init__(self, every_n_steps: int = 100, batch_size: int = 64, seed: int = 0, filename: str = "grad_probe.csv"):

@@ -11,7 +11,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from twm.run.spec import ARCHITECTURES, OPTIMIZERS, SCHEDULERS
+from twm.model import OptionError
+from twm.run.spec import ARCHITECTURES, OPTIMIZERS, SCHEDULERS, RunSpec
 
 
 @dataclass
@@ -29,6 +30,26 @@ class ModelConfig:
     hidden_size: int = 128
     bias: bool = False
     init: str = "uniform"
+
+
+@dataclass
+class WaveRNNConfig(ModelConfig):
+    arch: str = "wave_rnn"
+    channels: int = 4
+    kernel_size: int = 3
+
+
+@dataclass
+class DiagLinearConfig(ModelConfig):
+    arch: str = "diag_linear"
+    r_min: float = 0.5
+    r_max: float = 0.99
+
+
+@dataclass
+class AttentionConfig(ModelConfig):
+    arch: str = "attention"
+    positional: bool = False
 
 
 @dataclass
@@ -94,9 +115,11 @@ class DataConfig:
 
 def register_schemas() -> None:
     cs = ConfigStore.instance()
-    for name, node in [("task", TaskConfig), ("model", ModelConfig), ("optimizer", OptimizerConfig),
-                       ("scheduler", SchedulerConfig), ("ladder", LadderConfig), ("adaptive", AdaptiveConfig),
-                       ("fixed", FixedConfig), ("trainer", TrainerConfig), ("data", DataConfig)]:
+    for name, node in [("task", TaskConfig), ("model", ModelConfig), ("model_wave_rnn", WaveRNNConfig),
+                       ("model_diag_linear", DiagLinearConfig), ("model_attention", AttentionConfig),
+                       ("optimizer", OptimizerConfig), ("scheduler", SchedulerConfig),
+                       ("ladder", LadderConfig), ("adaptive", AdaptiveConfig), ("fixed", FixedConfig),
+                       ("trainer", TrainerConfig), ("data", DataConfig)]:
         cs.store(group="schema", name=name, node=node)
 
 
@@ -175,6 +198,10 @@ def validate(cfg: DictConfig) -> None:
                           "a float > 0 (the total gradient norm is clipped to it; the paper uses 1.0)")
     if model.init not in ("uniform", "gaussian"):
         raise ConfigError("model.init", model.init, "'uniform' (PyTorch default) or 'gaussian' (N(0, 1/n))")
+    try:
+        RunSpec.from_config(cfg).make_model()
+    except OptionError as err:
+        raise ConfigError(f"model.{err.key}", err.value, f"{err.allowed} for model={model.arch}") from None
     cur = cfg.curriculum
     if "threshold" in cur and not 0.0 < float(cur.threshold) <= 1.0:
         raise ConfigError("curriculum.threshold", cur.threshold, "a float in (0, 1]")

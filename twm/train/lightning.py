@@ -36,7 +36,8 @@ class _Ticks(IterableDataset):
 
 
 class HDSModule(pl.LightningModule):
-    """An Elman RNN trained on a binary HDS with the output-phase MSE (docs/science.md §1.3, §3).
+    """The spec's network (any architecture of ``twm.model``) trained on a binary HDS with the output-phase MSE
+    (docs/science.md §1.3, §3).
 
     ``HDSModule.load_from_checkpoint(run / "checkpoints/last.ckpt")`` restores a trained run of either engine.
     """

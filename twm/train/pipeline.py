@@ -205,14 +205,23 @@ def train_packed(jobs: list[Job], max_members: int, device: str = "auto", shard:
     """Train all jobs in packed ensembles (only the ensembles ``g % n_shards == shard``: several processes can
     share one sweep); returns their summaries in input order (``None`` for jobs of other shards).
     ``on_progress(step, max_steps, info)`` runs with every progress line (every ``progress_every`` steps); an
-    exception it raises stops training cleanly (every unfinished run keeps its last checkpoint)."""
-    from twm.train.batched import train_ensemble
+    exception it raises stops training cleanly (every unfinished run keeps its last checkpoint). Jobs of an
+    architecture the batched engine does not train (all but the Elman RNN) are trained one at a time by
+    :func:`run_lightning`, in the same folders, on their own ``trainer.accelerator``."""
+    from twm.train.batched import ARCHITECTURES, train_ensemble
 
     device = resolve_device(device)
     results: list = [None] * len(jobs)
     groups = pack(jobs, max_members)
     for g, idx in enumerate(groups):
         if g % n_shards != shard:
+            continue
+        if jobs[idx[0]].spec.model.arch not in ARCHITECTURES:  # no batched kernel: one at a time, with Lightning
+            for i in idx:
+                try:
+                    results[i] = run_lightning(jobs[i])
+                except Busy as err:
+                    log.info("job %s: %s, skipped", jobs[i].folder.name, err)
             continue
         group, taken = [], []
         for i in idx:

@@ -1,4 +1,4 @@
-"""The bare reference loop: one run of a :class:`RunSpec` as plain PyTorch (``nn.RNN`` + autograd +
+"""The bare reference loop: one run of a :class:`RunSpec` as plain PyTorch (the spec's network + autograd +
 ``clip_grad_norm_`` + ``torch.optim.Adam`` + the run's ``torch.optim.lr_scheduler``, stepped after every optimizer
 step), no Lightning, no run folder.
 
@@ -14,13 +14,13 @@ from collections.abc import Callable
 import torch
 
 from twm.metrics import output_mse, sign_accuracy
-from twm.model import ElmanRNN
+from twm.model import RecurrentModel
 from twm.run.spec import RunSpec
 from twm.tasks import sample
 
 
-def train_reference(spec: RunSpec, callback: Callable[[int, ElmanRNN], None] | None = None, device=None,
-                    steps: int | None = None) -> tuple[ElmanRNN, dict]:
+def train_reference(spec: RunSpec, callback: Callable[[int, RecurrentModel], None] | None = None, device=None,
+                    steps: int | None = None) -> tuple[RecurrentModel, dict]:
     """Train ``spec`` for ``steps`` (default ``spec.steps``) optimizer steps. ``callback(steps_done, model)`` runs
     after every step. Returns ``(model, history)`` with per-step lists ``history["loss"]``, ``["accuracy"]``,
     ``["horizon"]`` (the horizon used at that step) and ``["lr"]`` (the learning rate of that step)."""
