@@ -356,6 +356,8 @@ def test_ensemble_and_basic_launchers_give_equal_run_folders(tmp_path):
                                f"hydra.sweep.dir={tmp_path / launcher}"], cwd=ROOT, capture_output=True, text=True,
                               env=env, timeout=600, stdin=subprocess.DEVNULL)
         assert proc.returncode == 0, proc.stderr[-2000:]
+        output = proc.stdout + proc.stderr + "".join(p.read_text() for p in (tmp_path / launcher).glob("*/*.log"))
+        assert "GPU available" not in output and "Tip:" not in output, launcher  # 4 runs in one process
     for job in range(4):
         a, b = (RunFolder(tmp_path / launcher / str(job)) for launcher in ("basic", "ensemble"))
         sa, sb = a.read_summary(), b.read_summary()

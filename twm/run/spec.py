@@ -11,7 +11,7 @@ Config → spec (``RunSpec.from_config``):
 ``model``           ``model.{arch, hidden_size, bias, init}`` — the architecture only
 ``optim``           ``optimizer.{name, lr, l2}`` and ``trainer.gradient_clip_val`` (clipping of the total norm)
 ``curriculum``      the ``curriculum`` group: its kind (``ladder``, ``adaptive``, ``none``) and parameters
-``data``            ``data.{batch_size, test_horizon, test_batches, test_batch_size}``
+``data``            ``data.{batch_size, test_horizon, test_batches, test_batch_size, fixed_batch}``
 ``steps``, ``seed``  ``trainer.max_steps``, ``seed``
 ``device``          ``trainer.accelerator`` (``cpu``, ``gpu``/``cuda``, ``auto``); ``precision``, ``deterministic``
 ``checkpoint_every`` ``callbacks.checkpoint.every_n_train_steps`` (both engines refresh ``last.ckpt`` this often)
@@ -32,6 +32,8 @@ from twm.tasks import Task, custom_task, make_task, validate_operator
 
 ARCHITECTURES = ("elman",)
 OPTIMIZERS = ("adam",)
+# (key path..., default) of the spec fields added after runs were recorded: omitted from to_dict() at the default
+LATER_FIELDS = (("data", "fixed_batch", False),)
 
 
 @dataclass(frozen=True)
@@ -131,12 +133,16 @@ class CurriculumSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Training batch size and the test of docs/science.md §1.3 (horizon, batches, batch size)."""
+    """Training batch size and the test of docs/science.md §1.3 (horizon, batches, batch size). ``fixed_batch``:
+    every step trains on the run's first batch again (its data generator is reseeded before each draw; the draw
+    does not depend on the horizon, so the batch is the same sequences continued to the curriculum's current
+    horizon): the overfit-one-batch check of a model and an engine."""
 
     batch_size: int = 64
     test_horizon: int = 200
     test_batches: int = 10
     test_batch_size: int = 64
+    fixed_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,8 +192,16 @@ class RunSpec:
 
     # -- serialisation ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it."""
-        return _plain(asdict(self))
+        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it. Fields added after runs were
+        recorded (:data:`LATER_FIELDS`) are left out at their default, so the fingerprints of those runs stay valid."""
+        out = _plain(asdict(self))
+        for *path, default in LATER_FIELDS:
+            parent = out
+            for key in path[:-1]:
+                parent = parent[key]
+            if parent.get(path[-1]) == default:
+                parent.pop(path[-1])
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> RunSpec:
@@ -230,7 +244,7 @@ class RunSpec:
             optim=OptimSpec(str(opt.get("name", "adam")), float(opt.get("lr", model.get("lr", 1e-3))),
                             float(opt.get("l2", model.get("l2", 0.0))), float(trainer.get("gradient_clip_val", 1.0))),
             curriculum=CurriculumSpec.of(kind, **cur),
-            data=DataSpec(**{k: int(v) for k, v in cfg.data.items()}),
+            data=DataSpec(**{k: bool(v) if k == "fixed_batch" else int(v) for k, v in cfg.data.items()}),
             steps=int(trainer.max_steps),
             seed=int(cfg.seed),
             device={"gpu": "cuda"}.get(accelerator, accelerator),
