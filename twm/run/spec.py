@@ -15,6 +15,7 @@ Config → spec (``RunSpec.from_config``):
 ``steps``, ``seed``  ``trainer.max_steps``, ``seed``
 ``device``          ``trainer.accelerator`` (``cpu``, ``gpu``/``cuda``, ``auto``); ``precision``, ``deterministic``
 ``checkpoint_every`` ``callbacks.checkpoint.every_n_train_steps`` (both engines refresh ``last.ckpt`` this often)
+``init``            ``ckpt_path`` of another run: that checkpoint's sha256 and step (``twm.train.from_checkpoint``)
 ==================  ==========================================================================================
 """
 
@@ -33,7 +34,7 @@ from twm.tasks import Task, custom_task, make_task, validate_operator
 ARCHITECTURES = ("elman",)
 OPTIMIZERS = ("adam",)
 # (key path..., default) of the spec fields added after runs were recorded: omitted from to_dict() at the default
-LATER_FIELDS = (("data", "fixed_batch", False),)
+LATER_FIELDS = (("data", "fixed_batch", False), ("init", None))
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,16 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class InitSpec:
+    """Initial weights taken from another run's checkpoint (``ckpt_path``, ``twm.train.from_checkpoint``): the sha256
+    of that file and the step it was saved at. Part of the run's identity; the weights themselves are the run
+    folder's step-0 checkpoint (:meth:`RunSpec.make_model` stays the seed's initialisation)."""
+
+    sha256: str
+    step: int
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One training run. ``identity()`` is what makes a run this run (a folder holding another is refused)."""
 
@@ -160,6 +171,7 @@ class RunSpec:
     precision: str = "32-true"
     deterministic: bool = True
     checkpoint_every: int = 500
+    init: InitSpec | None = None
 
     # -- derived ---------------------------------------------------------------------------------------------------
     @property
@@ -212,8 +224,9 @@ class RunSpec:
         curriculum = CurriculumSpec.of(cur["kind"], **{k: v for k, v in cur["params"]}) if cur else CurriculumSpec()
         top = {k: data[k] for k in ("steps", "seed", "device", "precision", "deterministic", "checkpoint_every")
                if k in data}
+        init = InitSpec(**data["init"]) if data.get("init") else None
         return cls(TaskSpec(**task), ModelSpec(**data.get("model", {})), OptimSpec(**data.get("optim", {})),
-                   curriculum, DataSpec(**data.get("data", {})), **top)
+                   curriculum, DataSpec(**data.get("data", {})), **top, init=init)
 
     def identity(self) -> dict:
         """What makes a run this run: everything but where and how often it is computed and saved."""
