@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TINY, compose_train
+from tests.conftest import CONF, TINY, compose_train
 from twm.metrics import output_mse
 from twm.run.folder import RunFolder
 from twm.run.spec import RunSpec
@@ -89,11 +89,12 @@ def test_overfit_preset_drives_the_loss_to_zero(tmp_path):
     assert summary["status"] == "completed" and summary["train_loss"] < 1e-3 and max(losses[-10:]) < 1e-3
 
 
-@pytest.mark.parametrize("experiment", ["gradient_flow", "table1_cpu", "smoke", "waves"])
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in Path(CONF, "experiment").glob("*.yaml")))
 def test_debug_presets_compose_on_every_kind_of_experiment(experiment, tmp_path):
     cfg = compose_train([f"experiment={experiment}", "debug=default"], tmp_path)
     validate(cfg)
     assert cfg.trainer.max_steps == 30 and cfg.trainer.accelerator == "cpu" and list(cfg.logger) == ["csv"]
+    assert cfg.num_threads == 1
     assert cfg.callbacks.checkpoint.every_n_train_steps == 10
     node = cfg.hydra.sweep if cfg.hydra.mode is not None else cfg.hydra.run
     assert str(node.dir).startswith(f"{cfg.paths.output_root}/debug/"), "never an experiment's own folder"
