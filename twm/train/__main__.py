@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         sys.stderr.write(
             f"twm.train: {err}\nThe run was not started. Fix the value on the command line (e.g. {err.key}=...) "
-            "or in conf/, and see `python -m twm.train --help` for the config groups.\n"
+            "or in conf/, and see `twm-train --help` for the config groups.\n"
         )
         sys.exit(2)
     except StopRequested as err:
