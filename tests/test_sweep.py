@@ -15,6 +15,7 @@ from twm.sweep import grid_jobs, run_state, status
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"repeat_copy", "staggered_copy", "signed_shuffle_48", "signed_shuffle_70"}
+BANNERS = ("GPU available", "TPU available", "Tip:")  # Lightning's INFO lines at Trainer start
 
 
 def _grid(preset, extra=()):
@@ -77,6 +78,10 @@ def test_smoke_sweep_through_submitit_local_then_resume(tmp_path):
     assert all(s["status"] == "completed" and s["steps"] == 40 for s in summaries)
     assert {(s["l2"], s["seed"]) for s in summaries} == {(0.0, 1), (0.0, 2), (0.1, 1), (0.1, 2)}
     assert list((tmp_path / ".submitit").glob("*/*_result.pkl"))
+    logs = [*tmp_path.glob("*/train.log"), *tmp_path.glob(".submitit/*/*_log.*")]
+    assert len(logs) == 12, logs  # Lightning's banner lines stay out of the job logs
+    for log in logs:
+        assert not [b for b in BANNERS if b in log.read_text()], log
     assert status(tmp_path)["counts"]["completed"] == 4
     # relaunch into the same folder: completed runs are skipped, a failed one is rerun
     first = (tmp_path / "0" / "summary.json").read_text()

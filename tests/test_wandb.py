@@ -63,6 +63,9 @@ def test_both_engines_write_the_same_wandb_runs_one_per_job_across_a_crash(tmp_p
     assert crashed.returncode != 0 and "simulated crash at step 25" in crashed.stderr + crashed.stdout
     relaunch = _launch(tmp_path / "ensemble", tmp_path, "launcher=ensemble")
     assert relaunch.returncode == 0, relaunch.stderr[-2000:]
+    for launcher, proc in (("basic", basic), ("ensemble", relaunch)):  # 4 runs in one process, no banners
+        output = proc.stdout + proc.stderr + "".join(p.read_text() for p in (tmp_path / launcher).glob("*/*.log"))
+        assert "GPU available" not in output and "Tip:" not in output, launcher
 
     from twm.analyze import AnalyzeOptions, analyze_sweep
 

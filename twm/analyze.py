@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+import twm.help  # noqa: F401  (registers the resolvers of the --help page)
+from twm import CONF_DIR
 from twm.analysis.basis import support_summary
 from twm.model import ElmanRNN, NoOperator
 from twm.run import wandb as run_wandb
@@ -787,7 +789,7 @@ def run_from_config(cfg) -> dict:
     return report
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="analyze")
 def main(cfg: DictConfig) -> None:
     try:
         result = run_from_config(cfg)

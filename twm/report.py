@@ -43,6 +43,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import twm.help  # noqa: F401  (registers the resolvers of the --help page)
+from twm import CONF_DIR
+
 log = logging.getLogger("twm.report")
 
 DIAGONAL = 9241421688590303745  # twm.tasks.DIAGONAL_ID1: block k, dim k
@@ -672,7 +675,7 @@ def run_from_config(cfg) -> dict[str, Path]:
                         str(cfg.get("format") or "md"))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="report")
 def main(cfg: DictConfig) -> None:
     from twm.analyze import AnalyzeError
 

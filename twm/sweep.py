@@ -1,5 +1,6 @@
-"""``python -m twm.sweep status sweep_dir=...``: where a sweep stands (completed, running, interrupted, failed,
-damaged, not started, missing), read from the run folders (``RunFolder.state``) and the sweep's ``multirun.yaml``.
+"""``twm-sweep status sweep_dir=...`` (or ``python -m twm.sweep``): where a sweep stands (completed, running,
+interrupted, failed, damaged, not started, missing), read from the run folders (``RunFolder.state``) and the sweep's
+``multirun.yaml``.
 
 *Running* means a live process owns the folder (``owner.json``: on this host its pid exists, elsewhere its heartbeat
 is fresh), so a run killed with ``kill -9`` reads *interrupted* at once (relaunching the sweep resumes it). *Damaged*
@@ -19,6 +20,7 @@ from omegaconf import OmegaConf
 from twm.run.folder import RunFolder
 
 log = logging.getLogger("twm.sweep")
+USAGE = "usage: twm-sweep status sweep_dir=PATH [stale_minutes=10]   (or python -m twm.sweep ...)"
 STATES = ("completed", "running", "interrupted", "not started", "failed", "damaged", "missing")
 
 
@@ -84,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = dict(a.split("=", 1) for a in argv if "=" in a)
     verbs = [a for a in argv if "=" not in a]
+    if verbs in (["--help"], ["-h"]):
+        print(f"{USAGE}\n\n{__doc__.strip()}")
+        return 0
     if verbs != ["status"] or "sweep_dir" not in args:
-        sys.stderr.write("usage: python -m twm.sweep status sweep_dir=PATH [stale_minutes=10]\n")
+        sys.stderr.write(f"{USAGE}\n")
         return 2
     try:
         stale = float(args.get("stale_minutes", 10))

@@ -36,7 +36,7 @@ class Deadline(Exception):
 
 
 def jobs_for(hidden: int, seeds: int, out: Path, steps: int, device: str) -> list:
-    """The grid's jobs, in the order of ``conf/sweep/table1_cpu.yaml``'s axes."""
+    """The grid's jobs, in the order of ``conf/experiment/table1_cpu.yaml``'s axes."""
     jobs = []
     for job, (name, l2, threshold, seed) in enumerate(product(TASK_NAMES, L2S, THRESHOLDS, range(1, seeds + 1))):
         overrides = [f"task={name}", f"model.hidden_size={hidden}", f"optimizer.l2={l2}",

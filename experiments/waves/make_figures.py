@@ -19,7 +19,7 @@ import torch
 from twm.analyze import AnalyzeOptions, analyze_run
 
 HERE = Path(__file__).resolve().parent
-# job numbers of conf/sweep/table1_cpu.yaml: seed 1, hidden 128, L2 0
+# job numbers of conf/experiment/table1_cpu.yaml: seed 1, hidden 128, L2 0
 RUNS = {"repeat_copy": 6, "signed_shuffle_48": 30}
 
 

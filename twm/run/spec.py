@@ -12,10 +12,11 @@ Config → spec (``RunSpec.from_config``):
 ``optim``           ``optimizer.{name, lr, l2}`` and ``trainer.gradient_clip_val`` (clipping of the total norm)
 ``scheduler``       ``scheduler.{name, milestones, gamma}``: the learning-rate schedule (``none`` or ``step``)
 ``curriculum``      the ``curriculum`` group: its kind (``ladder``, ``adaptive``, ``none``) and parameters
-``data``            ``data.{batch_size, test_horizon, test_batches, test_batch_size}``
+``data``            ``data.{batch_size, test_horizon, test_batches, test_batch_size, fixed_batch}``
 ``steps``, ``seed``  ``trainer.max_steps``, ``seed``
 ``device``          ``trainer.accelerator`` (``cpu``, ``gpu``/``cuda``, ``auto``); ``precision``, ``deterministic``
 ``checkpoint_every`` ``callbacks.checkpoint.every_n_train_steps`` (both engines refresh ``last.ckpt`` this often)
+``init``            ``ckpt_path`` of another run: that checkpoint's sha256 and step (``twm.train.from_checkpoint``)
 ``tags``            ``tags``: labels for the summary and W&B (not part of the run's identity)
 ==================  ==========================================================================================
 """
@@ -35,6 +36,9 @@ from twm.tasks import Task, custom_task, make_task, validate_operator
 ARCHITECTURES = tuple(MODELS)
 OPTIMIZERS = ("adam",)
 SCHEDULERS = ("none", "step")
+# (key path..., default) of the spec fields added after runs were recorded: omitted from to_dict() at the default
+# (the learning-rate schedule too when it is constant: RunSpec.to_dict)
+LATER_FIELDS = (("data", "fixed_batch", False), ("init", None), ("tags", []), ("model", "options", []))
 
 
 @dataclass(frozen=True)
@@ -198,12 +202,26 @@ class CurriculumSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Training batch size and the test of docs/science.md §1.3 (horizon, batches, batch size)."""
+    """Training batch size and the test of docs/science.md §1.3 (horizon, batches, batch size). ``fixed_batch``:
+    every step trains on the run's first batch again (its data generator is reseeded before each draw; the draw
+    does not depend on the horizon, so the batch is the same sequences continued to the curriculum's current
+    horizon): the overfit-one-batch check of a model and an engine."""
 
     batch_size: int = 64
     test_horizon: int = 200
     test_batches: int = 10
     test_batch_size: int = 64
+    fixed_batch: bool = False
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """Initial weights taken from another run's checkpoint (``ckpt_path``, ``twm.train.from_checkpoint``): the sha256
+    of that file and the step it was saved at. Part of the run's identity; the weights themselves are the run
+    folder's step-0 checkpoint (:meth:`RunSpec.make_model` stays the seed's initialisation)."""
+
+    sha256: str
+    step: int
 
 
 @dataclass(frozen=True)
@@ -222,6 +240,7 @@ class RunSpec:
     deterministic: bool = True
     checkpoint_every: int = 500
     scheduler: SchedulerSpec = SchedulerSpec()
+    init: InitSpec | None = None
     tags: tuple[str, ...] = ()
 
     # -- derived ---------------------------------------------------------------------------------------------------
@@ -258,16 +277,18 @@ class RunSpec:
 
     # -- serialisation ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it. A constant learning rate (no
-        scheduler), empty ``tags`` and ``model.options`` of an architecture without options are left out, so runs
-        from before these existed keep their identity."""
+        """Plain JSON-able content (lists for tuples); :meth:`from_dict` inverts it. Fields added after runs were
+        recorded (:data:`LATER_FIELDS`, and a constant learning rate) are left out at their default, so the
+        fingerprints of those runs stay valid."""
         out = _plain(asdict(self))
         if not self.scheduler.active:
             out.pop("scheduler")
-        if not out["tags"]:
-            out.pop("tags")
-        if not self.model.options:
-            del out["model"]["options"]
+        for *path, default in LATER_FIELDS:
+            parent = out
+            for key in path[:-1]:
+                parent = parent[key]
+            if parent.get(path[-1]) == default:
+                parent.pop(path[-1])
         return out
 
     @classmethod
@@ -283,9 +304,10 @@ class RunSpec:
             top["tags"] = tuple(str(t) for t in data["tags"])
         model = dict(data.get("model", {}))
         model["options"] = tuple((k, v) for k, v in model.get("options", ()))
+        init = InitSpec(**data["init"]) if data.get("init") else None
         return cls(TaskSpec(**task), ModelSpec(**model), OptimSpec(**data.get("optim", {})),
                    curriculum, DataSpec(**data.get("data", {})), scheduler=SchedulerSpec(**data.get("scheduler", {})),
-                   **top)
+                   init=init, **top)
 
     def identity(self) -> dict:
         """What makes a run this run: everything but where and how often it is computed and saved."""
@@ -316,7 +338,7 @@ class RunSpec:
             optim=OptimSpec(str(opt.get("name", "adam")), float(opt.get("lr", model.get("lr", 1e-3))),
                             float(opt.get("l2", model.get("l2", 0.0))), float(trainer.get("gradient_clip_val", 1.0))),
             curriculum=CurriculumSpec.of(kind, **cur),
-            data=DataSpec(**{k: int(v) for k, v in cfg.data.items()}),
+            data=DataSpec(**{k: bool(v) if k == "fixed_batch" else int(v) for k, v in cfg.data.items()}),
             steps=int(trainer.max_steps),
             seed=int(cfg.seed),
             device={"gpu": "cuda"}.get(accelerator, accelerator),

@@ -9,27 +9,40 @@ import logging
 import sys
 
 import hydra
-import lightning.pytorch  # noqa: F401  (imported before Hydra configures logging, so conf/hydra quiets it)
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import twm.help  # noqa: F401  (registers the resolvers of the --help page)
 import twm.train.config  # noqa: F401  (registers the structured-config schemas)
+from twm import CONF_DIR
 from twm.train.config import ConfigError
 from twm.train.signals import StopRequested
 
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    from twm.train.pipeline import train
+def library_log_levels() -> None:
+    """Set the levels ``hydra.job_logging.loggers`` asks for (conf/hydra: Lightning at WARNING) again. Lightning sets
+    its loggers to INFO when it is first imported, and a job process of a launcher (submitit, joblib) imports it only
+    now, after Hydra configured that job's logging: without this, its banner lines ("GPU available", "TPU
+    available", tips) would open every job log."""
+    for name, node in (HydraConfig.get().job_logging.get("loggers") or {}).items():
+        if node.get("level") is not None:
+            logging.getLogger(name).setLevel(node.level)
 
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from twm.train.pipeline import train  # imports Lightning (slow): not needed for --help or tab completion
+
+    library_log_levels()
     logging.raiseExceptions = False  # a full disk must not turn every log line into a traceback
     try:
         summary = train(cfg)
     except ConfigError as err:
         sys.stderr.write(
             f"twm.train: {err}\nThe run was not started. Fix the value on the command line (e.g. {err.key}=...) "
-            "or in conf/, and see `python -m twm.train --help` for the config groups.\n"
+            "or in conf/, and see `twm-train --help` for the config groups.\n"
         )
         sys.exit(2)
     except StopRequested as err:

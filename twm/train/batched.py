@@ -344,11 +344,14 @@ class EnsembleTrainer:
         return results
 
     def _draw(self, K: int, hs: list[int]) -> dict[int, torch.Tensor]:
-        """Each member's batch from its own generator, as ``twm.tasks.sample`` draws it."""
+        """Each member's batch from its own generator, as ``twm.tasks.sample`` draws it (reseeded first for a
+        ``data.fixed_batch`` run)."""
         s, B, d = self.s, self.B, self.d
         bits, U = self._bits[:K], self._U[:K]
         custom = {}
         for j, i in enumerate(self.slots):
+            if self.specs[i].data.fixed_batch:
+                self.gens[i].manual_seed(self.specs[i].seeds.data)
             if self.binary[i]:
                 torch.randint(0, 2, (s, B, d), generator=self.gens[i], out=bits[j])
             else:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from twm import CONF_DIR
 from twm.model import OptionError
-from twm.run.spec import ARCHITECTURES, OPTIMIZERS, SCHEDULERS, RunSpec
 
 
 @dataclass
@@ -111,6 +110,7 @@ class DataConfig:
     test_horizon: int = 200
     test_batches: int = 10
     test_batch_size: int = 64
+    fixed_batch: bool = False  # every step trains on the run's first batch again (debug=overfit)
 
 
 def register_schemas() -> None:
@@ -124,9 +124,6 @@ def register_schemas() -> None:
 
 
 register_schemas()
-
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def compose_train_config(overrides: Sequence[str] = (), output_dir=None, config_name: str = "train") -> DictConfig:
@@ -159,6 +156,8 @@ LOGGERS = ("csv", "wandb")
 def validate(cfg: DictConfig) -> None:
     """Semantic checks of a composed training config, before anything is built (raises :class:`ConfigError`)."""
     from hydra.utils import instantiate
+
+    from twm.run.spec import ARCHITECTURES, OPTIMIZERS, SCHEDULERS, RunSpec
 
     if cfg.get("seed") is None or int(cfg.seed) < 0:
         raise ConfigError("seed", cfg.get("seed"), "an integer >= 0 (0 is a valid seed)")

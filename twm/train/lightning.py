@@ -69,6 +69,8 @@ class HDSModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         horizon = self.horizon
+        if self.spec.data.fixed_batch:
+            self.data_generator.manual_seed(self.spec.seeds.data)
         u, y = sample(self.task_F, self.s, horizon, self.spec.data.batch_size, self.data_generator,
                       device=self.device)
         pred = self(u)

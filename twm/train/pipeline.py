@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from twm.run import wandb as run_wandb
 from twm.run.folder import Busy, FolderError, RunFolder
 from twm.run.spec import RunSpec
-from twm.train import signals
+from twm.train import from_checkpoint, signals
 from twm.train.config import ConfigError, validate
 from twm.train.job import Job
 from twm.train.loggers import WandbLogger
@@ -71,10 +71,12 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 def prepare(cfg: DictConfig) -> Job:
-    """Check the config, claim the run folder (its fingerprint) and describe the job; nothing is trained, opened
-    or locked yet (:func:`start` does that)."""
+    """Check the config (and ``ckpt_path``: :mod:`twm.train.from_checkpoint`), claim the run folder (its
+    fingerprint) and describe the job; nothing is trained, opened or locked yet (:func:`start` does that)."""
     validate(cfg)
     spec = RunSpec.from_config(cfg)
+    start_from = from_checkpoint.resolve(cfg.get("ckpt_path"), spec)
+    spec = start_from.spec if start_from is not None else spec
     folder = RunFolder(cfg.paths.output_dir)
     try:
         folder.claim(spec, cfg)
@@ -84,7 +86,7 @@ def prepare(cfg: DictConfig) -> Job:
     kept = {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg.get(key), DictConfig)
             else cfg.get(key) for key in ("callbacks", "num_threads")}
     kept["logger"] = _logger_config(cfg, spec)
-    return Job(spec, folder, OmegaConf.create(kept))
+    return Job(spec, folder, OmegaConf.create(kept), start_from=start_from)
 
 
 def start(job: Job) -> None:
@@ -95,6 +97,8 @@ def start(job: Job) -> None:
     job.folder.acquire()
     if job.folder.is_completed() or job.cfg is None:
         return
+    if job.start_from is not None:
+        job.start_from.seed(job.folder)
     path, note = job.folder.resume_path()
     if note:
         log.warning("%s: %s", job.folder.path, note)

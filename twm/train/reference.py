@@ -33,6 +33,8 @@ def train_reference(spec: RunSpec, callback: Callable[[int, RecurrentModel], Non
     history = {"loss": [], "accuracy": [], "horizon": [], "lr": []}
     for step in range(spec.steps if steps is None else steps):
         horizon = curriculum.horizon
+        if spec.data.fixed_batch:
+            data_gen.manual_seed(spec.seeds.data)
         u, y = sample(F, s, horizon, spec.data.batch_size, data_gen, device=device)
         pred, _ = model(u)
         loss = output_mse(pred, y, s)
