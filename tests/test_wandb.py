@@ -71,7 +71,11 @@ def test_both_engines_write_the_same_wandb_runs_one_per_job_across_a_crash(tmp_p
 
     monkeypatch.delenv("WANDB_MODE")  # the suite disables W&B; analyse offline like a user without a login
     monkeypatch.setenv("HOME", str(tmp_path))
-    analyze_sweep(tmp_path / "ensemble", AnalyzeOptions(length_horizon=20, length_batches=1))
+    import wandb
+
+    wandb.init(mode="disabled").finish()  # a disabled run earlier in the process must not decide the mode
+    report = analyze_sweep(tmp_path / "ensemble", AnalyzeOptions(length_horizon=20, length_batches=1))
+    assert report["counts"]["analysed"] == 4 and not report["errors"]
     for job in range(4):
         a, b = (offline_runs(tmp_path / launcher / str(job)) for launcher in ("basic", "ensemble"))
         assert len(a) == 1 and len(b) == 3  # basic: one process; ensemble: crash, relaunch, analysis

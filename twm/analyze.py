@@ -501,8 +501,11 @@ def analyze_run(run_dir, options: AnalyzeOptions | None = None) -> RunAnalysis:
         plots=run.plots, gradient_decay=decay, model=model_section(run),
     )
     write_json(run_dir / ANALYSIS, result.to_dict())
-    run_wandb.update_run(run_dir, wandb_summary(result), {f"analysis/{name}": run_dir / path
-                                                         for name, path in result.plots.items()})
+    try:
+        run_wandb.update_run(run_dir, wandb_summary(result), {f"analysis/{name}": run_dir / path
+                                                             for name, path in result.plots.items()})
+    except Exception as err:  # noqa: BLE001  (the analysis stands; only its copy in W&B is missing)
+        log.warning("%s: analysed, but its W&B run was not updated (%s: %s)", run_dir, type(err).__name__, err)
     return result
 
 

@@ -98,9 +98,12 @@ def init(run_dir, record: dict, config: dict | None = None):
     import wandb
 
     ensure_offline()
+    # the mode is passed on every call: W&B keeps the one of its first run in the process otherwise
+    mode = {"dryrun": "offline"}.get(os.environ.get("WANDB_MODE", ""), os.environ.get("WANDB_MODE") or None)
     return wandb.init(id=record["id"], project=record["project"], group=record["group"], name=record["name"],
                       job_type=record["job_type"], tags=record["tags"], dir=str(run_dir), config=config,
-                      resume="allow", reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
+                      resume="allow", reinit="create_new", mode=mode,
+                      settings=wandb.Settings(silent=True, console="off"))
 
 
 def update_run(run_dir, summary: dict, images: dict | None = None) -> bool:
