@@ -70,7 +70,7 @@ def test_analyze_run_writes_json_and_plots(sweep, tmp_path):
     shutil.copytree(sweep / "1", run, ignore=shutil.ignore_patterns("analysis*"))  # a private copy
     result = analyze_run(run, AnalyzeOptions(length_horizon=60, length_batches=1))
     stored = json.loads((run / "analysis.json").read_text())
-    assert stored == result.to_dict() and stored["schema"] == 2
+    assert stored == result.to_dict() and stored["schema"] == analyze.SCHEMA == 3
     assert set(stored) >= {"run", "spectral", "basis", "hidden_waves", "length_generalisation", "gradient_flow",
                            "plots", "options"}
     assert stored["run"]["seed"] == 4 and stored["run"]["task"] == "repeat_copy" and stored["run"]["test_accuracy"]
