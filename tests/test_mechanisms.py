@@ -14,6 +14,7 @@ from twm.analysis.mechanisms import (
     phi_pattern,
     sign_pattern,
 )
+from twm.analysis.plots import plot_mechanism_agreement
 
 # repeat copy at s = d = 2: the shift (variable 2 -> 1) and the new variable copies variable 1 (docs/science.md §1)
 F_COPY = np.array([[1, 0], [0, 1], [0, 0], [0, 0]])
@@ -108,3 +109,18 @@ def test_summary_counts_and_text():
     assert mechanism_summary([])["text"] == "0/0 exact, 0 compressed"
     with pytest.raises(ValueError, match="unknown"):
         mechanism_summary(["wave"])
+
+
+def test_plot_mechanism_agreement(tmp_path):
+    A = np.array([[1.0, np.nan], [np.nan, np.nan]])
+    fig = plot_mechanism_agreement({"one\n1/2 exact": (A, [3, 7], ["exact", "no pattern"]),
+                                    "two": (np.eye(3), [1, 2, 4], ["other"] * 3)}, tmp_path / "m.png")
+    first, second, bar = fig.axes
+    image = first.get_images()[0].get_array()
+    assert image.mask.tolist() == [[False, True], [True, True]] and image[0, 0] == 1.0
+    assert [t.get_text() for t in first.get_xticklabels()] == ["3\ne", "7\nn"]
+    assert first.get_title() == "one\n1/2 exact" and second.get_images()[0].get_array().shape == (3, 3)
+    assert bar.get_ylabel() == "sign-pattern agreement"
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no configurations"):
+        plot_mechanism_agreement({})

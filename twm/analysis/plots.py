@@ -6,6 +6,7 @@ created or leaked), saves it to ``path`` when given (parent folders are created)
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -377,7 +378,7 @@ def plot_mechanism_agreement(panels: Mapping[str, tuple], path=None, columns: in
     n = len(panels)
     cols = max(1, min(columns, n))
     rows = -(-n // cols)
-    fig = _figure(3.0 * cols + 0.8, 3.0 * rows + 0.4)
+    fig = _figure(3.4 * cols + 0.8, 3.4 * rows + 0.4)
     cmap = colormaps["viridis"].with_extremes(bad="0.85")
     norm = Normalize(0.0, 1.0)
     for k, (name, (A, seeds, kinds)) in enumerate(panels.items()):
@@ -392,9 +393,10 @@ def plot_mechanism_agreement(panels: Mapping[str, tuple], path=None, columns: in
                 if np.isfinite(A[i, j]):
                     ax.text(j, i, f"{A[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color="white" if A[i, j] < 0.6 else "black")
-        ax.set_title(name, fontsize=7)
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=fig.axes, shrink=0.8,
-                 label="agreement of sign patterns (union of supports)")
+        ax.set_title("\n".join(textwrap.fill(line, 44) for line in str(name).split("\n")), fontsize=7)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=fig.axes, shrink=0.8, label="sign-pattern agreement")
+    fig.text(0.02, 0.0, "ticks: seed; under it the kind: e exact, c compressed, o other, n no pattern (grey)",
+             fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
