@@ -10,8 +10,10 @@ Each analysed run gets ``<run>/analysis.json`` (schema in :func:`analyze_run`) a
 A sweep also gets ``<sweep>/analysis_status.json`` (``analysis_status.chunk<i>of<n>.json`` for one chunk): which runs
 were analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors;
 a whole sweep also ``<sweep>/results.csv`` (:mod:`twm.results`: one row per job with its config, summary and
-analysis, for ``pandas.read_csv``) and ``<sweep>/gradient_decay.json`` and ``.png`` (:func:`sweep_gradient_decay`:
-the decay rate r against ``max|λ(W_hh)|``, one point per run). Nothing else is written: no Hydra output folder for
+analysis, for ``pandas.read_csv``), ``<sweep>/gradient_decay.json`` and ``.png`` (:func:`sweep_gradient_decay`:
+the decay rate r against ``max|λ(W_hh)|``, one point per run) and ``<sweep>/mechanisms.json`` and ``.png``
+(:func:`sweep_mechanisms`: per configuration, the seed × seed agreement of the learned sign patterns of
+``Ψ* W_hh Ψ`` and how many seeds learned Φ exactly). Nothing else is written: no Hydra output folder for
 a single invocation (``hydra.run.dir: .``, no ``.hydra/``, logging to stdout only); a multirun keeps Hydra's own
 bookkeeping under ``outputs/analysis/<date>/<time>/``.
 
