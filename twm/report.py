@@ -254,17 +254,16 @@ def aggregate(rows: list[dict]) -> list[dict]:
 def cell_mechanisms(runs: list[dict]) -> dict | None:
     """The cross-seed summary of one cell (docs/science.md §5): :func:`twm.analysis.mechanisms.mechanism_summary`
     of its runs' ``mechanism`` (:func:`run_mechanism`; over all seeds and curriculum thresholds), with
-    ``n_learned`` (the runs' persistent-mode counts, sorted; ``None`` for an undefined one last) and ``n_theory``
+    ``n_learned`` (the runs' persistent-mode counts in row order, ``None`` where undefined) and ``n_theory``
     (Φ's); ``None`` when no run has a mechanism (rows from a table without them)."""
     from twm.analysis.mechanisms import mechanism_summary
 
     runs = [r for r in runs if r.get("mechanism")]
     if not runs:
         return None
-    learned = [_num(r.get("n_learned")) for r in runs]
     theory = {int(_num(r["n_theory"])) for r in runs if _num(r.get("n_theory")) is not None}
     return {**mechanism_summary([r["mechanism"] for r in runs]),
-            "n_learned": sorted(int(v) for v in learned if v is not None) + [None] * learned.count(None),
+            "n_learned": [None if _num(r.get("n_learned")) is None else int(_num(r["n_learned"])) for r in runs],
             "n_theory": theory.pop() if len(theory) == 1 else None}
 
 
