@@ -45,20 +45,21 @@ def sweep(tmp_path_factory):
     return root
 
 
-def _plant_repeat_copy(out: Path, s=4, d=4, n=32, c=0.1) -> Path:
+def _plant_repeat_copy(out: Path, s=4, d=4, n=32, c=0.1, basis_seed=0, F=None, extra=()) -> Path:
     """A run folder holding the TWM of repeat copy embedded in an orthonormal basis (docs/science.md §2.1), inputs
-    scaled by c so that tanh is nearly linear."""
+    scaled by c so that tanh is nearly linear. ``basis_seed``: the random embedding; ``F``: plant Φ of this operator
+    instead of repeat copy's (the run's task stays repeat copy); ``extra``: config overrides (seed, L2, ...)."""
     from twm.theory import embed, phi
 
-    cfg = compose_train(TINY + [f"task.s={s}", f"task.d={d}", f"model.hidden_size={n}"], out)
+    cfg = compose_train(TINY + [f"task.s={s}", f"task.d={d}", f"model.hidden_size={n}", *extra], out)
     (out / ".hydra").mkdir(parents=True)
     (out / "checkpoints").mkdir()
     OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), out / ".hydra" / "config.yaml")
     from hydra.utils import instantiate
 
     task = instantiate(cfg.task)
-    Xi = np.linalg.qr(np.random.default_rng(0).standard_normal((n, s * d)))[0]
-    W, Wu, Wr = embed(phi(task.F, s), Xi, d)
+    Xi = np.linalg.qr(np.random.default_rng(basis_seed).standard_normal((n, s * d)))[0]
+    W, Wu, Wr = embed(phi(task.F if F is None else F, s), Xi, d)
     state = {"model.rnn.weight_ih_l0": c * Wu, "model.rnn.weight_hh_l0": W, "model.readout.weight": Wr / c}
     torch.save({"state_dict": {k: torch.tensor(v, dtype=torch.float32) for k, v in state.items()}},
                out / "checkpoints" / "last.ckpt")
@@ -70,7 +71,7 @@ def test_analyze_run_writes_json_and_plots(sweep, tmp_path):
     shutil.copytree(sweep / "1", run, ignore=shutil.ignore_patterns("analysis*"))  # a private copy
     result = analyze_run(run, AnalyzeOptions(length_horizon=60, length_batches=1))
     stored = json.loads((run / "analysis.json").read_text())
-    assert stored == result.to_dict() and stored["schema"] == 2
+    assert stored == result.to_dict() and stored["schema"] == analyze.SCHEMA == 3
     assert set(stored) >= {"run", "spectral", "basis", "hidden_waves", "length_generalisation", "gradient_flow",
                            "plots", "options"}
     assert stored["run"]["seed"] == 4 and stored["run"]["task"] == "repeat_copy" and stored["run"]["test_accuracy"]
@@ -100,6 +101,54 @@ def test_planted_twm_is_recognised(tmp_path):
     assert basis["support_match"] == basis["boundary_match"] == 1.0 and basis["off_support_max"] < 1e-6
     assert result["length_generalisation"]["first_below"] is None  # correct for 200 steps
     assert result["gradient_flow"] is None and result["plots"] == {}
+
+
+def test_cross_seed_mechanisms_of_planted_networks(tmp_path, capsys):
+    """Two configurations (L2 0 and 0.001) x two seeds of planted repeat copy networks: three exact TWMs in different
+    random embeddings, and one whose Φ lacks the boundary entry of dim 0 (new dim 0 no longer copies variable 1), so
+    the dim-0 chain is nilpotent: 4 of its 16 eigenvalues are 0 (12 persistent modes) and its pattern misses exactly
+    that one of Φ's 16 entries (agreement 15/16 with an exact one)."""
+    from twm.report import aggregate, format_table, run_row
+    from twm.tasks import get_task
+
+    broken = get_task("repeat_copy", s=4, d=4).F.copy()
+    broken[0, 0] = 0
+    root = tmp_path / "sweep"
+    runs = [_plant_repeat_copy(root / "0", basis_seed=0, extra=["seed=1"]),
+            _plant_repeat_copy(root / "1", basis_seed=1, extra=["seed=2"]),
+            _plant_repeat_copy(root / "2", basis_seed=2, extra=["seed=2", "optimizer.l2=0.001"], F=broken),
+            _plant_repeat_copy(root / "3", basis_seed=3, extra=["seed=1", "optimizer.l2=0.001"])]
+    analyses = [analyze_run(run, FAST).to_dict() for run in runs]
+    assert len(analyses[0]["basis"]["pattern"]) == 16 and analyses[0]["basis"]["kept"] == list(range(16))
+    assert len(analyses[2]["basis"]["pattern"]) == 15 and [12, 0, 1] not in analyses[2]["basis"]["pattern"]
+
+    run_from_config(OmegaConf.create({"sweep_dir": str(root), "length_horizon": 30, "length_batches": 1}))
+    assert "mechanisms of 4 runs in 2 configurations: 3/4 exact, 1 compressed" in capsys.readouterr().out
+    result = json.loads((root / "mechanisms.json").read_text())
+    assert (root / "mechanisms.png").stat().st_size > 0
+    exact, mixed = result["configurations"]  # sorted by name: l2_0 before l2_0.001
+    assert (exact["l2"], mixed["l2"]) == (0.0, 0.001)
+    assert exact["runs"] == ["0", "1"] and exact["seeds"] == [1, 2] and exact["kinds"] == ["exact", "exact"]
+    assert exact["agreement"] == [[1.0, 1.0], [1.0, 1.0]] and exact["summary"]["text"] == "2/2 exact, 0 compressed"
+    assert mixed["runs"] == ["3", "2"] and mixed["kinds"] == ["exact", "compressed"]
+    assert mixed["n_learned"] == [16, 12] and mixed["n_theory"] == 16
+    assert mixed["agreement"] == [[1.0, 15 / 16], [15 / 16, 1.0]]
+    assert result["summary"]["text"] == "3/4 exact, 1 compressed"
+
+    # an analysis from before the patterns were stored still loads and counts as "no pattern"
+    old = json.loads((root / "1" / "analysis.json").read_text())
+    old["schema"] = 2
+    del old["basis"]["pattern"], old["basis"]["kept"]
+    write_json(root / "1" / "analysis.json", old)
+    assert analyze.RunAnalysis.from_dict(old).basis["support_match"] == 1.0
+    first = analyze.sweep_mechanisms(root, plots=False, write=False)["configurations"][0]
+    assert first["kinds"] == ["exact", "no pattern"] and first["agreement"] == [[1.0, None], [None, None]]
+
+    # the Table-1 report: one cell per L2, its summary over seeds
+    rows = [run_row(run, "completed", a, "ok") for run, a in zip(runs, analyses)]
+    md = format_table(aggregate(rows))
+    assert "## Mechanisms across seeds" in md
+    assert "| 2/2 exact, 0 compressed; modes 16, 16 / 16 | 1/2 exact, 1 compressed; modes 12, 16 / 16 |" in md
 
 
 def test_bias_run_linearises_at_a_fixed_point(tmp_path):

@@ -10,8 +10,10 @@ Each analysed run gets ``<run>/analysis.json`` (schema in :func:`analyze_run`) a
 A sweep also gets ``<sweep>/analysis_status.json`` (``analysis_status.chunk<i>of<n>.json`` for one chunk): which runs
 were analysed, which were already up to date, which failed to train, which are unfinished, and any analysis errors;
 a whole sweep also ``<sweep>/results.csv`` (:mod:`twm.results`: one row per job with its config, summary and
-analysis, for ``pandas.read_csv``) and ``<sweep>/gradient_decay.json`` and ``.png`` (:func:`sweep_gradient_decay`:
-the decay rate r against ``max|λ(W_hh)|``, one point per run). Nothing else is written: no Hydra output folder for
+analysis, for ``pandas.read_csv``), ``<sweep>/gradient_decay.json`` and ``.png`` (:func:`sweep_gradient_decay`:
+the decay rate r against ``max|λ(W_hh)|``, one point per run) and ``<sweep>/mechanisms.json`` and ``.png``
+(:func:`sweep_mechanisms`: per configuration, the seed × seed agreement of the learned sign patterns of
+``Ψ* W_hh Ψ`` and how many seeds learned Φ exactly). Nothing else is written: no Hydra output folder for
 a single invocation (``hydra.run.dir: .``, no ``.hydra/``, logging to stdout only); a multirun keeps Hydra's own
 bookkeeping under ``outputs/analysis/<date>/<time>/``.
 
@@ -42,6 +44,7 @@ from omegaconf import DictConfig
 import twm.help  # noqa: F401  (registers the resolvers of the --help page)
 from twm import CONF_DIR
 from twm.analysis.basis import support_summary
+from twm.analysis.mechanisms import pattern_entries, sign_pattern
 from twm.model import ElmanRNN, NoOperator
 from twm.run import wandb as run_wandb
 from twm.run.folder import CHECKPOINTS, LAST, RunFolder, write_json
@@ -51,9 +54,10 @@ log = logging.getLogger("twm.analyze")
 ANALYSIS = "analysis.json"
 PLOT_DIR = "analysis"
 STATUS = "analysis_status.json"
-SCHEMA = 2
+SCHEMA = 3  # 3: basis.pattern and basis.kept (the cross-seed comparison); 1 and 2 still load
 PROBE_BATCH_SIZE = 64  # the post-hoc gradient probe batch (docs/science.md §6), drawn with the run's probe seed
 GRADIENT_DECAY = "gradient_decay"
+MECHANISMS = "mechanisms"
 # options that change the numbers: an analysis.json made with other values is stale
 NUMERIC_OPTIONS = ("threshold", "length_horizon", "length_batches", "length_threshold", "rate_tol")
 
@@ -211,8 +215,8 @@ def up_to_date(run_dir, options: AnalyzeOptions) -> dict | None:
 class RunAnalysis:
     """What :func:`analyze_run` found for one run; ``analysis.json`` is :meth:`to_dict` (schema below).
 
-    - ``schema`` (1), ``run_dir``, ``analysed_at`` (UTC ISO), ``seconds``, ``options`` (:class:`AnalyzeOptions`
-      minus ``force``);
+    - ``schema`` (:data:`SCHEMA`), ``run_dir``, ``analysed_at`` (UTC ISO), ``seconds``, ``options``
+      (:class:`AnalyzeOptions` minus ``force``);
     - ``run``: the run's ``summary.json`` fields (status, steps, seed, task, task_id, s, d, hidden_size, l2,
       curriculum, threshold = the curriculum threshold, final_horizon, step_reached_max_horizon, train_loss,
       train_accuracy, test_accuracy, wall_seconds), from the run's spec where the summary lacks them;
@@ -225,8 +229,10 @@ class RunAnalysis:
       ``fixed_point_residual`` and ``n_fixed_points`` (with biases), ``failure`` (why the operator could not be
       formed, e.g. no fixed point found, or the model has none; then ``defined`` is false);
     - ``basis``: docs/science.md §5 — ``method``, ``n_kept``, ``n_coordinates`` (s*d), ``n_complement`` and
-      :func:`support_summary` of ``Ψ* W_hh Ψ`` (``W_hh``: the operator); ``{"skipped": why}`` for a model without
-      an operator or a linear readout of its state;
+      :func:`support_summary` of ``Ψ* W_hh Ψ`` (``W_hh``: the operator), ``kept`` (the kept coordinate indices)
+      and ``pattern``: the nonzero entries ``[[row, col, sign], ...]`` of its sign pattern at ``support_level``
+      (:func:`twm.analysis.mechanisms.sign_pattern`; schema 3, absent before); ``{"skipped": why}`` for a model
+      without an operator or a linear readout of its state;
     - ``hidden_waves``: the input shown (``input``: description, ``pattern``: the (s, d) ±1 glyph, ``steps``,
       ``normalisation``); ``{"skipped": why}`` as ``basis``;
     - ``length_generalisation``: ``first_below`` (1-based output step, ``None`` if never), ``threshold``,
@@ -362,6 +368,8 @@ def basis_sections(run: _Run, hidden: np.ndarray) -> tuple[dict, dict]:
     M = in_basis(run.W_hh, basis)
     info = {"method": basis.method, "n_kept": basis.n_kept, "n_coordinates": s * d,
             "n_complement": int(basis.complement.shape[1]), **support_summary(M, run.F, s, basis.kept)}
+    info["kept"] = [int(i) for i in np.flatnonzero(basis.kept)]
+    info["pattern"] = pattern_entries(sign_pattern(M, basis.kept, level=info["support_level"]))
     waves = {
         "input": f"diagonal glyph: input step i (0-based) is +1 at dim round(i*(d-1)/(s-1)), -1 elsewhere; "
                  f"inputs for the first s = {s} steps, then zeros for {T - s} steps (one sequence, h(0) = 0)",
@@ -650,6 +658,94 @@ def sweep_gradient_decay(sweep_dir, rate_tol: float = 0.05, plots: bool = True, 
     return result
 
 
+def run_mechanism(run_dir, stored: dict) -> dict | None:
+    """One run's entry of :func:`sweep_mechanisms` from its ``analysis.json`` (``stored``) and its spec; ``None``
+    for a folder whose spec cannot be read. ``configuration``: the W&B group (:func:`twm.run.wandb.group_name`:
+    ``RunSpec.identity()`` without the seed); ``pattern``: ``(s*d, s*d)`` or ``None`` (an analysis before schema 3,
+    or a model without an operator); ``kind``: :func:`twm.analysis.mechanisms.mechanism_kind`."""
+    from twm.analysis.mechanisms import mechanism_kind, pattern_from_entries
+
+    try:
+        spec = RunFolder(run_dir).spec()
+        task = spec.task.task()
+    except Exception as err:  # noqa: BLE001  (a folder without a readable config is left out, with a warning)
+        log.warning("%s: no readable spec (%s: %s); left out of the mechanism comparison", run_dir,
+                    type(err).__name__, err)
+        return None
+    entries = (stored.get("basis") or {}).get("pattern")
+    pattern = None if entries is None else pattern_from_entries(entries, task.s * task.d)
+    n_learned = (stored.get("spectral") or {}).get("n_learned")
+    return {"run": Path(run_dir).name, "seed": spec.seed, "configuration": run_wandb.group_name(spec),
+            "task": task.name, "task_id": list(task.task_id) if task.task_id else None, "s": task.s, "d": task.d,
+            "arch": spec.model.arch, "hidden_size": spec.model.hidden_size, "l2": spec.optim.l2,
+            "threshold": spec.curriculum.threshold, "n_learned": n_learned, "F": task.F, "pattern": pattern,
+            "kind": mechanism_kind(pattern, n_learned, task.F, task.s)}
+
+
+def sweep_mechanisms(sweep_dir, plots: bool = True, write: bool = True) -> dict:
+    """The cross-seed mechanism comparison of a sweep (docs/science.md §5, Fig. 4), from the runs'
+    ``analysis.json`` alone (no weights): per configuration (every config key but the seed, :func:`run_mechanism`),
+    the seed × seed agreement of the sign patterns of ``Ψ* W_hh Ψ``
+    (:func:`twm.analysis.mechanisms.mechanism_agreement`) and how many seeds learned Φ exactly, compressed it to
+    fewer persistent modes, or did something else (:func:`twm.analysis.mechanisms.mechanism_summary`).
+
+    Returns (and with ``write`` stores as ``<sweep>/mechanisms.json``; with ``plots`` the matrices of the
+    configurations with two or more runs are drawn as ``<sweep>/mechanisms.png``): ``sweep_dir``, ``definition``,
+    ``configurations`` (list, by configuration name: ``configuration``, task, task_id, s, d, arch, hidden_size, l2,
+    threshold, ``n_theory`` (Φ's persistent modes), and per run in seed order ``runs``, ``seeds``, ``n_learned``,
+    ``kinds``; ``agreement`` ``(k, k)`` with ``None`` where a run has no pattern; ``summary``) and ``summary`` (the
+    same over all runs)."""
+    from twm.analysis import mechanism_agreement, mechanism_summary, plot_mechanism_agreement
+    from twm.sweep import run_dirs
+    from twm.theory import cycle_coordinates
+
+    sweep_dir = Path(sweep_dir)
+    groups: dict[str, list[dict]] = {}
+    for run in run_dirs(sweep_dir):
+        try:
+            stored = json.loads((run / ANALYSIS).read_text())
+        except (OSError, ValueError):
+            continue
+        entry = run_mechanism(run, stored)
+        if entry is not None:
+            groups.setdefault(entry["configuration"], []).append(entry)
+    configurations = []
+    for name in sorted(groups):
+        runs = sorted(groups[name], key=lambda e: (e["seed"], int(e["run"]) if e["run"].isdigit() else 0))
+        first = runs[0]
+        A = mechanism_agreement([e["pattern"] for e in runs])
+        configurations.append({
+            "configuration": name,
+            **{k: first[k] for k in ("task", "task_id", "s", "d", "arch", "hidden_size", "l2", "threshold")},
+            "n_theory": len(cycle_coordinates(first["F"], first["s"])),
+            "runs": [e["run"] for e in runs], "seeds": [e["seed"] for e in runs],
+            "n_learned": [e["n_learned"] for e in runs], "kinds": [e["kind"] for e in runs],
+            "agreement": [[None if math.isnan(v) else round(float(v), 6) for v in row] for row in A],
+            "summary": mechanism_summary([e["kind"] for e in runs]),
+        })
+    result = {
+        "sweep_dir": str(sweep_dir),
+        "definition": "agreement of two runs: over the union of the supports of their sign patterns of Ψ* W_hh Ψ "
+                      "(|M| > basis.support_level on kept coordinates), the fraction of entries with the same sign; "
+                      "exact: pattern = sign(Φ) on its cycle coordinates and n_learned = n_theory; compressed: "
+                      "1 <= n_learned < n_theory (Φ's persistent modes, s*d for repeat copy); other: the rest; "
+                      "no pattern: not exact or compressed, and analysed before patterns were stored",
+        "configurations": configurations,
+        "summary": mechanism_summary([k for c in configurations for k in c["kinds"]]),
+    }
+    if write:
+        write_json(sweep_dir / f"{MECHANISMS}.json", _finite(result))
+    several = [c for c in configurations if len(c["runs"]) > 1]
+    if plots and several:
+        panels = {f"{c['configuration']}\n{c['summary']['text']}": (
+            np.array([[np.nan if v is None else v for v in row] for row in c["agreement"]]), c["seeds"], c["kinds"])
+            for c in several}
+        plot_mechanism_agreement(panels, sweep_dir / f"{MECHANISMS}.png",
+                                 title=f"{sweep_dir.name}: seed × seed agreement of Ψ* W_hh Ψ sign patterns "
+                                       f"({result['summary']['text']})")
+    return result
+
+
 def _nan(value) -> float:
     return float("nan") if value is None else float(value)
 
@@ -789,6 +885,9 @@ def run_from_config(cfg) -> dict:
         print(f"{report['sweep_dir']}: gradient decay of {d['n']} final networks: |r| < {d['rate_tol']:g} in "
               f"{d['above_1']['n_flat']}/{d['above_1']['n']} with max|λ(W_hh)| > 1 and {d['at_most_1']['n_flat']}/"
               f"{d['at_most_1']['n']} with max|λ| <= 1 -> {Path(sweep_dir) / GRADIENT_DECAY}.json")
+        mech = sweep_mechanisms(sweep_dir, plots=options.plots)
+        print(f"{report['sweep_dir']}: mechanisms of {mech['summary']['n']} runs in {len(mech['configurations'])} "
+              f"configurations: {mech['summary']['text']} -> {Path(sweep_dir) / MECHANISMS}.json")
     return report
 
 

@@ -73,7 +73,7 @@ PUBLISHED_COLUMNS = [(64, 0.0), (64, 0.001), (64, 0.1), (128, 0.0), (128, 0.001)
 CSV_COLUMNS = (
     "task", "task_id", "label_table", "label_demo", "hidden", "l2", "threshold", "seed", "test_accuracy",
     "spectral_error", "spectral_error_optimal", "n_learned", "n_theory", "defined", "first_below", "final_horizon",
-    "step_reached_max_horizon", "steps", "status", "analysis", "run",
+    "step_reached_max_horizon", "steps", "status", "analysis", "run", "mechanism",
 )
 DASH = "—"
 
@@ -178,7 +178,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
     ``None`` when no seed has — the table's "—"). ``error_optimal`` likewise with the optimal matching. Also:
     ``n_defined``/``n_runs`` = ``defined_fraction`` (runs whose eigenvalue counts matched, nonzero), and
     ``error_mean``/``error_sd``, ``error_optimal_mean``/``error_optimal_sd`` over those runs (sample sd, ``None``
-    for fewer than 2). ``cell``: :func:`format_cell`; ``published``: docs/science.md §4.1's value where the paper
+    for fewer than 2). ``mechanisms``: :func:`cell_mechanisms` (rows with a ``mechanism``, ``n_learned``,
+    ``n_theory``). ``cell``: :func:`format_cell`; ``published``: docs/science.md §4.1's value where the paper
     has one.
     """
     groups: dict[tuple, dict] = {}
@@ -244,9 +245,34 @@ def aggregate(rows: list[dict]) -> list[dict]:
             "n_unfinished": g["n_unfinished"],
             "n_unanalysed": g["n_unanalysed"],
             "cell": format_cell(error, accuracy),
+            "mechanisms": cell_mechanisms(runs),
             "published": None if pub is None else {"error": pub[0], "accuracy": pub[1], "cell": format_cell(*pub)},
         })
     return cells
+
+
+def cell_mechanisms(runs: list[dict]) -> dict | None:
+    """The cross-seed summary of one cell (docs/science.md §5): :func:`twm.analysis.mechanisms.mechanism_summary`
+    of its runs' ``mechanism`` (:func:`run_mechanism`; over all seeds and curriculum thresholds), with
+    ``n_learned`` (the runs' persistent-mode counts in row order, ``None`` where undefined) and ``n_theory``
+    (Φ's); ``None`` when no run has a mechanism (rows from a table without them)."""
+    from twm.analysis.mechanisms import mechanism_summary
+
+    runs = [r for r in runs if r.get("mechanism")]
+    if not runs:
+        return None
+    theory = {int(_num(r["n_theory"])) for r in runs if _num(r.get("n_theory")) is not None}
+    return {**mechanism_summary([r["mechanism"] for r in runs]),
+            "n_learned": [None if _num(r.get("n_learned")) is None else int(_num(r["n_learned"])) for r in runs],
+            "n_theory": theory.pop() if len(theory) == 1 else None}
+
+
+def format_mechanisms(m: dict | None) -> str:
+    """A ``table1.md`` cell of :func:`cell_mechanisms`: ``"k/n exact, m compressed; modes a, b / N"``."""
+    if not m:
+        return "n/a"
+    modes = ", ".join(DASH if v is None else str(v) for v in m["n_learned"])
+    return f"{m['text']}; modes {modes}" + (f" / {m['n_theory']}" if m.get("n_theory") is not None else "")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -350,6 +376,22 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
         lines += _md_table(["task"] + [_col(*c) for c in columns],
                            [[label(t)] + [matched(by_key[(t, *c)]) if (t, *c) in by_key else "" for c in columns]
                             for t in present])
+    if columns and any(c.get("mechanisms") for c in cells):
+        lines += [
+            "",
+            "## Mechanisms across seeds",
+            "",
+            "Per cell, over its completed analysed runs (all seeds and thresholds; docs/science.md §5, Fig. 4): how "
+            "many learned Φ exactly (the sign pattern of Ψ* W_hh Ψ on the kept coordinates equals Φ's and the "
+            f"persistent-mode counts match), how many compressed it (some, but fewer eigenvalues with |λ| > "
+            f"{threshold:g} than Φ has: for repeat copy fewer than s·d, the paper's bottleneck superposition), the "
+            "others (more modes, another pattern, or no persistent mode at all), and "
+            "those analysed before patterns were stored (no pattern); then each run's persistent-mode count / Φ's.",
+            "",
+        ]
+        lines += _md_table(["task"] + [_col(*c) for c in columns],
+                           [[label(t)] + [format_mechanisms(by_key[(t, *c)].get("mechanisms")) if (t, *c) in by_key
+                                          else "" for c in columns] for t in present])
     lines += [
         "",
         "## Reproduced vs published (docs/science.md §4.1)",
@@ -415,7 +457,22 @@ def run_row(run_dir: Path, state: str, analysis: dict | None, analysis_state: st
         "defined": sp.get("defined") if analysis else None, "first_below": lg.get("first_below"),
         "final_horizon": info.get("final_horizon"), "step_reached_max_horizon": info.get("step_reached_max_horizon"),
         "steps": info.get("steps"), "status": state, "analysis": analysis_state, "run": run_dir.name,
+        "mechanism": run_mechanism(analysis, tid, info.get("s", 8), info.get("d", 8)) if tid else None,
     }
+
+
+def run_mechanism(analysis: dict | None, task_id: str, s: int, d: int) -> str | None:
+    """What one run learned (:func:`twm.analysis.mechanisms.mechanism_kind`: ``"exact"``, ``"compressed"``,
+    ``"other"``, ``"no pattern"``) from its ``analysis.json`` alone; ``None`` without an analysis."""
+    from twm.analysis.mechanisms import mechanism_kind, pattern_from_entries
+    from twm.tasks import operator_from_id
+
+    if analysis is None:
+        return None
+    entries = (analysis.get("basis") or {}).get("pattern")
+    pattern = None if entries is None else pattern_from_entries(entries, s * d)
+    return mechanism_kind(pattern, (analysis.get("spectral") or {}).get("n_learned"),
+                          operator_from_id(task_id_tuple(task_id), s, d), s)
 
 
 def collect_rows(sweep_dir, options=None, analyze_missing: bool = True, workers: int = 1,

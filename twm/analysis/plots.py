@@ -6,6 +6,7 @@ created or leaked), saves it to ``path`` when given (parent folders are created)
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -362,6 +363,42 @@ def plot_decay_against_radius(max_abs_eig, rates, groups, path=None, rate_tol: f
     ax.legend(fontsize=7, title=f"undefined r: {dropped}" if dropped else None, title_fontsize=7, loc="best")
     if title:
         ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_mechanism_agreement(panels: Mapping[str, tuple], path=None, columns: int = 4,
+                             title: str | None = None) -> Figure:
+    """The seed × seed agreement matrices of a sweep, one small panel per configuration
+    (:func:`twm.analysis.mechanisms.mechanism_agreement`; docs/science.md §5). ``panels``: title → ``(A, seeds,
+    kinds)`` with ``A`` ``(k, k)`` in [0, 1] (``NaN``: no pattern, drawn grey), ``seeds``: ``k`` tick labels,
+    ``kinds``: ``k`` mechanism kinds (first letter shown under each seed: e = exact, c = compressed, o = other,
+    n = no pattern). One shared colour bar, 0 (no entry agrees) to 1 (identical patterns)."""
+    if not panels:
+        raise ValueError("no configurations to plot")
+    n = len(panels)
+    cols = max(1, min(columns, n))
+    rows = -(-n // cols)
+    fig = _figure(3.4 * cols + 0.8, 3.4 * rows + 0.4)
+    cmap = colormaps["viridis"].with_extremes(bad="0.85")
+    norm = Normalize(0.0, 1.0)
+    for k, (name, (A, seeds, kinds)) in enumerate(panels.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        A = np.asarray(A, dtype=np.float64)
+        ax.imshow(np.ma.masked_invalid(A), cmap=cmap, norm=norm)
+        ticks = range(len(seeds))
+        ax.set_xticks(ticks, [f"{s}\n{str(kind)[0]}" for s, kind in zip(seeds, kinds)], fontsize=7)
+        ax.set_yticks(ticks, [str(s) for s in seeds], fontsize=7)
+        for i in ticks:
+            for j in ticks:
+                if np.isfinite(A[i, j]):
+                    ax.text(j, i, f"{A[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if A[i, j] < 0.6 else "black")
+        ax.set_title("\n".join(textwrap.fill(line, 44) for line in str(name).split("\n")), fontsize=7)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=fig.axes, shrink=0.8, label="sign-pattern agreement")
+    fig.text(0.02, 0.0, "ticks: seed; under it the kind: e exact, c compressed, o other, n no pattern (grey)",
+             fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
