@@ -1,0 +1,92 @@
+"""The batched engine's ``matmul`` variants against autograd, step by step.
+
+At every step the variant's gradient (read back from Adam's first moment: with no clipping and no L2,
+``g_k = (m_k - beta1 m_{k-1}) / (1 - beta1)``) is compared with autograd's gradient of the same loss at the variant's
+own current weights and batch (``nn.RNN``, ``twm.metrics.output_mse``), so rounding cannot accumulate along the
+trajectory and each step is checked on its own. The members have two horizons, so both ways of forming the weight
+gradient (a whole buffer, a slice of it) are exercised.
+
+Stated tolerances, per parameter tensor, as a fraction of the tensor's largest autograd gradient entry:
+``onednn`` (float32 throughout; the default path is within 1e-6) 1e-5; ``bf16`` (bfloat16 operands of the recurrent
+and weight-gradient products, float32 accumulation; measured 7e-3) 2e-2: bfloat16 keeps 8 significant bits (relative
+rounding 2^-9 = 2e-3) and the hidden state is rounded at every one of the T steps. The per-step loss, relative: 1e-6
+and 1e-3 (measured 1e-7 and 6e-5).
+"""
+
+import pytest
+import torch
+
+from twm.metrics import output_mse
+from twm.run.spec import CurriculumSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec
+from twm.tasks import get_task, sample
+from twm.train.batched import BETA1, EnsembleTrainer
+
+S = D = 4
+N = 16
+STEPS = 4
+TOL = {"onednn": (1e-5, 1e-6), "bf16": (2e-2, 1e-3)}  # (gradient, loss)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _specs(bias: bool) -> list[RunSpec]:
+    F = get_task("repeat_copy", S, D).F
+    return [RunSpec(TaskSpec.from_operator(F, S, "repeat_copy"), ModelSpec(hidden_size=N, bias=bias),
+                    OptimSpec(lr=3e-3, l2=0.0, clip=1e9), CurriculumSpec.of("none", horizon=h), steps=STEPS,
+                    seed=seed) for seed, h in ((3, 8), (4, 5), (5, 8))]
+
+
+def _autograd(trainer: EnsembleTrainer, i: int, spec: RunSpec) -> tuple[float, dict[str, torch.Tensor]]:
+    """Loss and gradient of member ``i``'s next step, by autograd at its current weights and next batch."""
+    model = trainer.model(i).train()
+    gen = torch.Generator()
+    gen.set_state(trainer.train_state(i, 0.0).data_generator)
+    u, y = sample(spec.task.F, S, int(trainer.curricula[i].horizon), spec.data.batch_size, gen)
+    loss = output_mse(model(u)[0], y, S)
+    loss.backward()
+    return float(loss.detach()), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
+@pytest.mark.parametrize("matmul", ["onednn", "bf16"])
+def test_variant_loss_and_gradients_match_autograd_every_step(matmul, bias):
+    specs = _specs(bias)
+    setting = torch.backends.mkldnn.matmul.fp32_precision
+    trainer = EnsembleTrainer(specs, matmul=matmul)
+    grad_tol, loss_tol = TOL[matmul]
+    previous = [{k: torch.zeros_like(v) for k, v in trainer.adam_state(i).exp_avg.items()} for i in range(len(specs))]
+    for step in range(STEPS):
+        expected = [_autograd(trainer, i, spec) for i, spec in enumerate(specs)]
+        results = trainer.step()
+        assert torch.backends.mkldnn.matmul.fp32_precision == setting, "the trainer must leave the global setting"
+        for i in range(len(specs)):
+            loss, grads = expected[i]
+            assert results[i]["loss"] == pytest.approx(loss, rel=loss_tol), (step, i)
+            m = trainer.adam_state(i).exp_avg
+            for name, g in grads.items():
+                got = (m[name] - BETA1 * previous[i][name]) / (1 - BETA1)
+                err = (got - g).abs().max().item() / g.abs().max().item()
+                assert err <= grad_tol, f"step {step}, member {i}, {name}: error {err:.2e} of max |grad|"
+            previous[i] = m
+
+
+def test_onednn_is_refused_where_oneDNN_rounds_to_bfloat16(monkeypatch):
+    """On CPUs with bf16 matrix units oneDNN rounds float32 operands under the setting "onednn" relies on; there
+    the variant would not be float32, so construction must fail. Simulated: every bmm rounds its operands."""
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda a, b, **kw: bmm(a.bfloat16().float(), b.bfloat16().float(), **kw))
+    with pytest.raises(ValueError, match="rounds fp32 matmuls to bf16"):
+        EnsembleTrainer(_specs(False), matmul="onednn")
+
+
+def test_bad_matmul_values_are_one_line_errors():
+    with pytest.raises(ValueError, match="matmul must be one of default, onednn, bf16, got 'fp16'"):
+        EnsembleTrainer(_specs(False), matmul="fp16")
+    with pytest.raises(ValueError, match="a CPU option"):
+        EnsembleTrainer(_specs(False), device="cuda", matmul="bf16")
