@@ -16,10 +16,13 @@ and 1e-3 (measured 1e-7 and 6e-5).
 import pytest
 import torch
 
+from tests.conftest import TINY, compose_train
 from twm.metrics import output_mse
+from twm.run.folder import RunFolder
 from twm.run.spec import CurriculumSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec
 from twm.tasks import get_task, sample
 from twm.train.batched import BETA1, EnsembleTrainer
+from twm.train.pipeline import prepare, train_packed
 
 S = D = 4
 N = 16
@@ -90,3 +93,15 @@ def test_bad_matmul_values_are_one_line_errors():
         EnsembleTrainer(_specs(False), matmul="fp16")
     with pytest.raises(ValueError, match="a CPU option"):
         EnsembleTrainer(_specs(False), device="cuda", matmul="bf16")
+
+
+def test_the_pipeline_and_the_launcher_pass_the_variant_on(tmp_path):
+    from hydra_plugins.twm_ensemble_launcher.ensemble_launcher import EnsembleLauncher
+
+    jobs = [prepare(compose_train(TINY + [f"seed={seed}"], tmp_path / str(seed))) for seed in (1, 2)]
+    assert [s["matmul"] for s in train_packed(jobs[:1], 8, "cpu", matmul="bf16")] == ["bf16"]
+    assert RunFolder(tmp_path / "1").read_summary()["matmul"] == "bf16"
+    assert "matmul" not in train_packed(jobs[1:], 8, "cpu")[0]  # the default leaves summaries as they were
+    assert EnsembleLauncher(matmul="onednn").matmul == "onednn"
+    with pytest.raises(ValueError, match="hydra.launcher.matmul must be one of default, onednn, bf16, got 'fp16'"):
+        EnsembleLauncher(matmul="fp16")

@@ -28,6 +28,7 @@ class EnsembleLauncherConf:
     device: str = "auto"  # auto | cpu | cuda
     shard: int = 0  # train only the ensembles g with g % n_shards == shard: run n_shards processes
     n_shards: int = 1  # on one sweep folder to use several cores (set num_threads=1 in each)
+    matmul: str = "default"  # default | onednn | bf16: CPU matmul variants (twm.train.batched.EnsembleTrainer)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="twm_ensemble", node=EnsembleLauncherConf, provider="twm")
@@ -40,12 +41,17 @@ class EnsembleLauncher(Launcher):
         device: str = "auto",
         shard: int = 0,
         n_shards: int = 1,
+        matmul: str = "default",
     ) -> None:
+        from twm.train.batched import MATMULS
+
         super().__init__()
         self.max_members, self.device = int(max_members), device
         if not 0 <= int(shard) < int(n_shards):
             raise ValueError(f"hydra.launcher.shard must lie in [0, n_shards = {n_shards}), got {shard}")
-        self.shard, self.n_shards = int(shard), int(n_shards)
+        if matmul not in MATMULS:
+            raise ValueError(f"hydra.launcher.matmul must be one of {', '.join(MATMULS)}, got {matmul!r}")
+        self.shard, self.n_shards, self.matmul = int(shard), int(n_shards), matmul
         self.config = self.task_function = self.hydra_context = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
@@ -86,7 +92,7 @@ class EnsembleLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         try:
             results = train_packed([p for _, p in prepared], self.max_members, self.device, self.shard,
-                                   self.n_shards)
+                                   self.n_shards, matmul=self.matmul)
         except StopRequested as err:
             sys.stderr.write(f"twm.train: {err}; every run of the pack is checkpointed at that step and marked "
                              "interrupted: relaunch the same command to resume\n")

@@ -616,15 +616,17 @@ class MemberView:
 
 
 def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, int, dict], None] | None = None,
-                   progress_every: int = 1000, fast_tanh: bool | None = None) -> list[dict | None]:
+                   progress_every: int = 1000, fast_tanh: bool | None = None,
+                   matmul: str = "default") -> list[dict | None]:
     """Train compatible jobs as one batched ensemble; each gets exactly what the Lightning engine gives a run:
     its loggers' ``log_metrics`` every step, its callbacks' hooks (the run's ``ModelCheckpoint`` is replaced by
     this engine's own checkpoint every ``spec.checkpoint_every`` steps, in the same format), its checkpoint, its
-    summary (:meth:`RunFolder.finalise`, plus ``ensemble_size``). A job whose folder is completed is skipped; one
-    with a checkpoint of either engine resumes from it. Returns one summary per job (``None`` without a folder).
-    ``progress(step, max_steps, info)`` is called every ``progress_every`` ensemble steps (else a log line). On an
-    exception every unfinished job's summary says "failed"; on a signal (``twm.train.signals``) every member is
-    checkpointed at the step just taken and its summary says "interrupted"."""
+    summary (:meth:`RunFolder.finalise`, plus ``ensemble_size``, and ``matmul`` when not ``"default"``). A job
+    whose folder is completed is skipped; one with a checkpoint of either engine resumes from it. Returns one summary
+    per job (``None`` without a folder). ``progress(step, max_steps, info)`` is called every ``progress_every``
+    ensemble steps (else a log line). On an exception every unfinished job's summary says "failed"; on a signal
+    (``twm.train.signals``) every member is checkpointed at the step just taken and its summary says "interrupted".
+    ``fast_tanh``, ``matmul``: as :class:`EnsembleTrainer`."""
     jobs = list(jobs)
     summaries: list[dict | None] = [None] * len(jobs)
     todo = []
@@ -635,7 +637,8 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
             todo.append(i)
     if not todo:
         return summaries
-    trainer = EnsembleTrainer([jobs[i].spec for i in todo], device=device, fast_tanh=fast_tanh)
+    trainer = EnsembleTrainer([jobs[i].spec for i in todo], device=device, fast_tanh=fast_tanh, matmul=matmul)
+    extra = {"ensemble_size": len(jobs)} | ({} if matmul == "default" else {"matmul": matmul})
     members = [jobs[i] for i in todo]
     views = [MemberView(trainer, k, job) for k, job in enumerate(members)]
     hooks = [[cb for cb in job.callbacks if not isinstance(cb, ModelCheckpoint)] for job in members]
@@ -674,7 +677,7 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
             cb.on_train_end(views[k], views[k])
         save(k)  # flushes the loggers; closing them is the pipeline's (twm.train.pipeline.stop)
         if job.folder is not None:
-            summaries[todo[k]] = job.folder.finalise(job.spec, ensemble_size=len(jobs))
+            summaries[todo[k]] = job.folder.finalise(job.spec, **extra)
         finished.add(k)
 
     max_steps = max(job.spec.steps for job in members)
