@@ -3,8 +3,9 @@
 At every step the variant's gradient (read back from Adam's first moment: with no clipping and no L2,
 ``g_k = (m_k - beta1 m_{k-1}) / (1 - beta1)``) is compared with autograd's gradient of the same loss at the variant's
 own current weights and batch (``nn.RNN``, ``twm.metrics.output_mse``), so rounding cannot accumulate along the
-trajectory and each step is checked on its own. The members have two horizons, so both ways of forming the weight
-gradient (a whole buffer, a slice of it) are exercised.
+trajectory and each step is checked on its own. The members' horizons differ and change (:func:`_specs`), so both
+ways of forming the weight gradient (whole blocks for the longest members, slices for the others) run, on buffer
+layouts that grow and shrink between steps.
 
 Stated tolerances, per parameter tensor, as a fraction of the tensor's largest autograd gradient entry:
 ``onednn`` (float32 throughout; the default path is within 1e-6) 1e-5; ``bf16`` (bfloat16 operands of the recurrent
@@ -39,10 +40,18 @@ def _one_thread():
 
 
 def _specs(bias: bool) -> list[RunSpec]:
+    """Three members whose horizons make the step's longest sequence grow and shrink: horizons per step
+    (2, 8) then done; (3, 3, 3, 3); (2, 6, 6, 6) — the longest is 3, 8, 6, 6."""
     F = get_task("repeat_copy", S, D).F
-    return [RunSpec(TaskSpec.from_operator(F, S, "repeat_copy"), ModelSpec(hidden_size=N, bias=bias),
-                    OptimSpec(lr=3e-3, l2=0.0, clip=1e9), CurriculumSpec.of("none", horizon=h), steps=STEPS,
-                    seed=seed) for seed, h in ((3, 8), (4, 5), (5, 8))]
+
+    def spec(seed, curriculum, steps):
+        return RunSpec(TaskSpec.from_operator(F, S, "repeat_copy"), ModelSpec(hidden_size=N, bias=bias),
+                       OptimSpec(lr=3e-3, l2=0.0, clip=1e9), curriculum, steps=steps, seed=seed)
+
+    advance = {"threshold": 0.01}  # every step's accuracy exceeds it: one rung per step
+    return [spec(3, CurriculumSpec.of("ladder", ladder=[2, 8], **advance), 2),
+            spec(4, CurriculumSpec.of("none", horizon=3), STEPS),
+            spec(5, CurriculumSpec.of("ladder", ladder=[2, 6], **advance), STEPS)]
 
 
 def _autograd(trainer: EnsembleTrainer, i: int, spec: RunSpec) -> tuple[float, dict[str, torch.Tensor]]:
@@ -64,12 +73,13 @@ def test_variant_loss_and_gradients_match_autograd_every_step(matmul, bias):
     trainer = EnsembleTrainer(specs, matmul=matmul)
     grad_tol, loss_tol = TOL[matmul]
     previous = [{k: torch.zeros_like(v) for k, v in trainer.adam_state(i).exp_avg.items()} for i in range(len(specs))]
+    horizons = {i: [] for i in range(len(specs))}
     for step in range(STEPS):
-        expected = [_autograd(trainer, i, spec) for i, spec in enumerate(specs)]
+        expected = {i: _autograd(trainer, i, specs[i]) for i in trainer.active}
         results = trainer.step()
         assert torch.backends.mkldnn.matmul.fp32_precision == setting, "the trainer must leave the global setting"
-        for i in range(len(specs)):
-            loss, grads = expected[i]
+        for i, (loss, grads) in expected.items():
+            horizons[i].append(results[i]["horizon"])
             assert results[i]["loss"] == pytest.approx(loss, rel=loss_tol), (step, i)
             m = trainer.adam_state(i).exp_avg
             for name, g in grads.items():
@@ -77,6 +87,7 @@ def test_variant_loss_and_gradients_match_autograd_every_step(matmul, bias):
                 err = (got - g).abs().max().item() / g.abs().max().item()
                 assert err <= grad_tol, f"step {step}, member {i}, {name}: error {err:.2e} of max |grad|"
             previous[i] = m
+    assert horizons == {0: [2, 8], 1: [3] * STEPS, 2: [2, 6, 6, 6]}
 
 
 def test_onednn_is_refused_where_oneDNN_rounds_to_bfloat16(monkeypatch):

@@ -20,7 +20,9 @@ the hidden state after input step p-1, position 0 is h(0) = 0):
   ``dz_p = dh_p * (1 - h_p^2)``;
 - weight gradients, one large matmul over all time steps: ``[dW_hh; dW_r] = sum_p [dz_{p+1} | dy_p]^T h_p``, and
   ``dW_uh = sum_{p<=s} dz_p^T u_p``;
-- all buffers are allocated once, for the largest horizon any member's curriculum can reach; no autograd.
+- all buffers are allocated once, for the largest horizon any member's curriculum can reach; no autograd;
+- ``matmul`` picks the kernels of these products (:class:`EnsembleTrainer`): PyTorch's default, oneDNN in float32,
+  or bfloat16 operands.
 
 Members are kept sorted by their current horizon (longest first), so that at time position p only the prefix of
 members whose sequence is that long takes part: a member at H = 10 never pays for a neighbour at H = 100. Members
@@ -113,6 +115,19 @@ class EnsembleTrainer:
 
     ``fast_tanh`` (default: on for CPU) computes tanh as ``2*sigmoid(2z) - 1`` (within ~2e-7 of torch.tanh and
     several times cheaper on CPU); on CUDA ``torch.tanh`` is used.
+
+    ``matmul`` (CPU only; ``benchmarks/step_profile.py`` times them, ``benchmarks/fidelity.py`` compares their
+    Table-1 cells with the default's):
+
+    - ``"default"``: PyTorch's float32 ``bmm`` (MKL on x86; on AMD CPUs MKL runs its AVX2 kernels);
+    - ``"onednn"``: the same float32 products through oneDNN's AVX-512 kernels (PyTorch sends float32 matmuls there
+      only under ``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``, set for the step and restored). Where
+      the CPU has bf16 matrix units (AMX) oneDNN would then round the operands to bfloat16, so construction checks
+      that a product stays exact and refuses otherwise;
+    - ``"bf16"``: the recurrent products of the forward and backward loops and the weight-gradient product take
+      bfloat16 operands (float32 accumulation inside oneDNN; the hidden states ``H`` and the back-propagated
+      ``dZ`` are stored in bfloat16; the bfloat16 weight copies are made once per step); parameters, Adam, the
+      loss, the input drive and the non-linearity stay float32.
     """
 
     def __init__(self, specs: Sequence[RunSpec], device="cpu", fast_tanh: bool | None = None,
@@ -203,11 +218,11 @@ class EnsembleTrainer:
         Tmax = s + self.Hcap
         self.Kcap, self.Tmax = Kcap, Tmax
         lowp = torch.bfloat16 if self.matmul == "bf16" else torch.float32  # the recurrent products' operands
-        # h_p at position p+1, p = -1..T (row 0 stays zero): rows align with dZ's, so the weight gradient of a group
-        # that spans the whole buffer is one matmul of two contiguous blocks
-        self._Hpad = torch.zeros(Kcap, Tmax + 2, B, n, device=dev, dtype=lowp)
-        self._H = self._Hpad[:, 1:]  # h_p, p = 0..T
-        self._dZ = torch.zeros(Kcap, Tmax + 2, B, n + d, device=dev, dtype=lowp)  # [dz_p | dy_{p-1}], p = 0..T+1
+        # storage of the hidden states and back-propagated errors; :meth:`_layout` views it for the step's longest T
+        self._Hstore = torch.zeros(Kcap * (Tmax + 2) * B * n, device=dev, dtype=lowp)
+        self._dZstore = torch.zeros(Kcap * (Tmax + 2) * B * (n + d), device=dev, dtype=lowp)
+        self._view_T = None
+        self._layout(Tmax)
         if lowp != torch.float32:
             self._WfTl = torch.empty(Kcap, n, n + d, device=dev, dtype=lowp)
             self._WcatTl = torch.empty(Kcap, n, n + d, device=dev, dtype=lowp)
@@ -230,6 +245,23 @@ class EnsembleTrainer:
         # a full tensor of -1 for the fused 2*sigmoid - 1 (a broadcast 0-dim operand takes a slow path on CPU)
         self._neg1 = torch.full((Kcap, B, n), -1.0, device=dev) if self.fast_tanh else None
         self._plans: dict[tuple, list] = {}
+
+    def _layout(self, T: int) -> None:
+        """View the storages for a step whose longest sequence has T steps: ``_Hpad`` ``(Kcap, T+2, B, n)`` holds
+        h_p at row p+1 (rows 0 and 1, h_{-1} and h_0, are zero), ``_H = _Hpad[:, 1:]`` h_p at row p, ``_dZ``
+        ``(Kcap, T+2, B, n+d)`` [dz_p | dy_{p-1}] at row p. The rows of ``_Hpad`` and ``_dZ`` align and each member's
+        rows are one contiguous block, so the weight gradient of the longest members is one matmul of whole blocks
+        (oneDNN copies strided slices first). Rows no step writes (row 0, the dy columns of rows 0..s+1) are zeroed
+        when the layout changes."""
+        if T == self._view_T:
+            return
+        Kcap, B, n, d = self.Kcap, self.B, self.n, self.d
+        self._Hpad = self._Hstore[: Kcap * (T + 2) * B * n].view(Kcap, T + 2, B, n)
+        self._H = self._Hpad[:, 1:]
+        self._dZ = self._dZstore[: Kcap * (T + 2) * B * (n + d)].view(Kcap, T + 2, B, n + d)
+        self._Hpad[:, :2].zero_()
+        self._dZ[:, : self.s + 2].zero_()
+        self._view_T = T
 
     def buffer_bytes(self) -> int:
         """Bytes of all tensors the trainer holds (parameters, optimiser state, work buffers)."""
@@ -361,6 +393,7 @@ class EnsembleTrainer:
                 active[p] = min(active[p], k0)
 
         custom_targets = self._draw(K, hs)
+        self._layout(Tmax)
         with _onednn_fp32(self.matmul == "onednn"):
             self._prepare(K)
             self._forward(Tmax, active)
@@ -542,7 +575,7 @@ class EnsembleTrainer:
         f32 = torch.float32
         for k0, k1, h in groups:
             m, T = k1 - k0, s + h
-            if self.matmul != "default" and T == self.Tmax:  # whole blocks: oneDNN would copy strided slices
+            if self.matmul != "default" and T == self._view_T:  # whole blocks: oneDNN would copy strided slices
                 rows, hs = dZ[k0:k1].view(m, -1, n + d), self._Hpad[k0:k1].view(m, -1, n)
             else:
                 rows, hs = dZ[k0:k1, 2: T + 2].reshape(m, T * B, n + d), H[k0:k1, 1: T + 1].reshape(m, T * B, n)
