@@ -40,8 +40,9 @@ def _one_thread():
 
 
 def _specs(bias: bool) -> list[RunSpec]:
-    """Three members whose horizons make the step's longest sequence grow and shrink: horizons per step
-    (2, 8) then done; (3, 3, 3, 3); (2, 6, 6, 6) — the longest is 3, 8, 6, 6."""
+    """Four members whose horizons make the step's longest sequence grow and shrink: horizons per step
+    (2, 8) then done; (3, 3, 3, 3); (2, 6, 6, 6) twice — the longest is 3, 8, 6, 6, two members long after the
+    shrink (the second member's block starts where the previous layout held hidden states)."""
     F = get_task("repeat_copy", S, D).F
 
     def spec(seed, curriculum, steps):
@@ -51,7 +52,8 @@ def _specs(bias: bool) -> list[RunSpec]:
     advance = {"threshold": 0.01}  # every step's accuracy exceeds it: one rung per step
     return [spec(3, CurriculumSpec.of("ladder", ladder=[2, 8], **advance), 2),
             spec(4, CurriculumSpec.of("none", horizon=3), STEPS),
-            spec(5, CurriculumSpec.of("ladder", ladder=[2, 6], **advance), STEPS)]
+            spec(5, CurriculumSpec.of("ladder", ladder=[2, 6], **advance), STEPS),
+            spec(6, CurriculumSpec.of("ladder", ladder=[2, 6], **advance), STEPS)]
 
 
 def _autograd(trainer: EnsembleTrainer, i: int, spec: RunSpec) -> tuple[float, dict[str, torch.Tensor]]:
@@ -87,7 +89,7 @@ def test_variant_loss_and_gradients_match_autograd_every_step(matmul, bias):
                 err = (got - g).abs().max().item() / g.abs().max().item()
                 assert err <= grad_tol, f"step {step}, member {i}, {name}: error {err:.2e} of max |grad|"
             previous[i] = m
-    assert horizons == {0: [2, 8], 1: [3] * STEPS, 2: [2, 6, 6, 6]}
+    assert horizons == {0: [2, 8], 1: [3] * STEPS, 2: [2, 6, 6, 6], 3: [2, 6, 6, 6]}
 
 
 def test_onednn_is_refused_where_oneDNN_rounds_to_bfloat16(monkeypatch):
