@@ -3,7 +3,7 @@
 Setting: the Table-1 grid's heavy case, K = 40 members, s = d = 8, repeat copy at a fixed horizon H = 100 (T = 108
 time steps), batch 64, no biases (``train_throughput.fixed_spec``); hidden 128, 64, 32. For each hidden size:
 
-(a) **Profile** of one ``EnsembleTrainer.step()`` (the default, ``matmul="default"``):
+(a) **Profile** of one ``EnsembleTrainer.step()``, for the default and each variant:
 
 - ``wall``/``cpu``: median milliseconds per step (``time.perf_counter`` / ``time.process_time``; on a shared machine
   CPU time is the steadier clock with one thread, with two it also counts the threads' spin-waits);
@@ -132,9 +132,9 @@ def floor_step(steps: int) -> tuple[float, float]:
     return step_times(tiny, steps)
 
 
-def profile_step(n: int, steps: int, bandwidth: dict, floor: tuple[float, float]) -> dict:
+def profile_step(n: int, matmul: str, steps: int, bandwidth: dict, floor: tuple[float, float]) -> dict:
     """(a) for hidden ``n``. Rates come in two clocks: profiled wall time, and CPU time x the profiled share."""
-    trainer = EnsembleTrainer(members(n))
+    trainer = EnsembleTrainer(members(n), matmul=matmul)
     trainer.step()
     trainer.step()
     wall, cpu = step_times(trainer, steps)
@@ -163,7 +163,7 @@ def profile_step(n: int, steps: int, bandwidth: dict, floor: tuple[float, float]
     gflops = rate(traffic.flops / 1e9, "matmul")
     ew_gbs = rate(traffic.bytes["elementwise"] / 1e9, "elementwise")
     return {
-        "hidden": n, "wall_ms": round(wall * 1e3, 2), "cpu_ms": round(cpu * 1e3, 2),
+        "hidden": n, "matmul": matmul, "wall_ms": round(wall * 1e3, 2), "cpu_ms": round(cpu * 1e3, 2),
         "share": {k: round(v, 3) for k, v in share.items()},
         "floor_wall_ms": round(floor[0] * 1e3, 2), "floor_cpu_ms": round(floor[1] * 1e3, 2),
         "floor_fraction": round(floor[1] / cpu, 3),
@@ -284,19 +284,25 @@ def main() -> None:
 
     bandwidth = {"1MB": round(copy_bandwidth(1 << 20), 1), "256MB": round(copy_bandwidth(1 << 28), 1)}
     floor = floor_step(steps)
-    print(f"\n(a) profile of one step (matmul='default'); copy_ bandwidth {bandwidth['1MB']} GB/s (1 MB), "
+    print(f"\n(a) profile of one step; copy_ bandwidth {bandwidth['1MB']} GB/s (1 MB), "
           f"{bandwidth['256MB']} GB/s (256 MB); floor (tiny tensors) {floor[0] * 1e3:.2f} ms wall, "
           f"{floor[1] * 1e3:.2f} ms cpu. Rates: profiled wall | cpu x share")
-    print(f"{'hidden':>6} {'wall ms':>8} {'cpu ms':>8} {'matmul':>7} {'elemw':>6} {'reduce':>6} {'data':>5} "
-          f"{'python':>6} {'floor%':>6} {'matmul GFLOP/s':>14} {'GB/step mm|ew|other':>20} {'elemw GB/s':>11}")
+    print(f"{'hidden':>6} {'matmul=':>8} {'wall ms':>8} {'cpu ms':>8} {'matmul':>7} {'elemw':>6} {'reduce':>6} "
+          f"{'data':>5} {'python':>6} {'floor%':>6} {'matmul GFLOP/s':>14} {'GB/step mm|ew|other':>20} "
+          f"{'elemw GB/s':>11}")
     profiles = []
-    for n in args.hidden:
-        p = profile_step(n, steps, bandwidth, floor)
+    for n, matmul in [(n, m) for n in args.hidden for m in ["default", *args.variants]]:
+        try:
+            p = profile_step(n, matmul, steps, bandwidth, floor)
+        except ValueError as err:
+            print(f"{n:>6} {matmul:>8} skipped: {err}")
+            continue
         profiles.append(p)
         sh, gb = p["share"], p["gb_per_step"]
         other = gb.get("reduce", 0) + gb.get("data", 0)
-        print(f"{n:>6} {p['wall_ms']:>8.1f} {p['cpu_ms']:>8.1f} {sh['matmul']:>7.0%} {sh['elementwise']:>6.0%} "
-              f"{sh['reduce']:>6.0%} {sh['data']:>5.0%} {sh['python']:>6.0%} {p['floor_fraction']:>6.1%} "
+        print(f"{n:>6} {matmul:>8} {p['wall_ms']:>8.1f} {p['cpu_ms']:>8.1f} {sh['matmul']:>7.0%} "
+              f"{sh['elementwise']:>6.0%} {sh['reduce']:>6.0%} {sh['data']:>5.0%} {sh['python']:>6.0%} "
+              f"{p['floor_fraction']:>6.1%} "
               f"{p['matmul_gflops_wall']:>6.1f} | {p['matmul_gflops_cpu']:<5.1f} "
               f"{gb.get('matmul', 0):>7.2f}|{gb.get('elementwise', 0):.2f}|{other:.2f}"
               f" {p['elementwise_gbs_wall']:>5.1f} | {p['elementwise_gbs_cpu']:<5.1f}", flush=True)
