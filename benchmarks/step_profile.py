@@ -12,8 +12,10 @@ time steps), batch 64, no biases (``train_throughput.fixed_spec``); hidden 128, 
   ``data`` (random bits, the target gather), and ``python``: wall time under the profiler not inside any ATen op
   (the Python of the time loop, the dispatcher, the profiler itself);
 - ``floor``: the step with tiny tensors (batch 1, hidden 2, the same K and T, so the same ops and Python), the fixed
-  cost per step; ``floor %`` = floor / wall;
-- ``GFLOP/s``: the matmuls' flops (counted per call) over their profiled time;
+  cost per step; ``floor %`` = its CPU time / the step's;
+- ``matmul GFLOP/s``: the matmuls' flops (counted per call) over their time, in two clocks: profiled wall time, and
+  CPU time x the matmul share (the steadier one on a shared machine with one thread); the same for the element-wise
+  ops' bytes;
 - traffic: bytes each op reads and writes (its tensor operands and results, counted per call by a
   ``TorchDispatchMode``; views move nothing) per step, by category, and the element-wise ops' achieved bandwidth
   against ``copy_`` bandwidth measured here on a cache-sized (1 MB) and a memory-sized (256 MB) tensor.
@@ -27,11 +29,14 @@ its median, min and max, in wall and CPU time.
 ``t * (1 - h^2)`` in two passes (mul, addcmul) against one (``aten.tanh_backward``). Microseconds per time step, and
 what the saving would be per step (x T).
 
+(d) **Kernel rates**: GFLOP/s of the step's two matmul shapes (the recurrent product, the weight gradient) with
+PyTorch's default float32 kernel, oneDNN's float32 kernel (what ``matmul="onednn"`` selects) and bfloat16 operands.
+
     python benchmarks/step_profile.py --quick            # about 2 minutes on a 2-core CPU
     python benchmarks/step_profile.py                    # about 5 minutes
     python benchmarks/step_profile.py --threads 1 --hidden 128
 
-The last line is JSON: ``{"threads", "profile": [...], "ab": [...], "elementwise": [...]}``.
+The last line is JSON: ``{"threads", "profile": [...], "ab": [...], "elementwise": [...], "kernels": [...]}``.
 """
 
 from __future__ import annotations
@@ -267,6 +272,31 @@ def elementwise(n: int, compiled: bool) -> dict:
     return out
 
 
+def kernel_rates(n: int) -> dict:
+    """(d) for hidden ``n``: GFLOP/s (wall, CPU) of the step's two matmul shapes with each variant's kernels: the
+    recurrent product (K, B, n) @ (K, n, n+d) and the weight gradient (K, n+d, T*B) @ (K, T*B, n), its first
+    operand a transposed view as in the step."""
+    d, T = 8, 8 + H
+    g = torch.Generator().manual_seed(0)
+    shapes = {"recurrent": (torch.randn(K, B, n, generator=g), torch.randn(K, n, n + d, generator=g)),
+              "weight_grad": (torch.randn(K, T * B, n + d, generator=g).transpose(1, 2),
+                              torch.randn(K, T * B, n, generator=g))}
+    out = {"hidden": n}
+    for name, (a, b) in shapes.items():
+        flops = 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+        for kernel in ("default", "onednn", "bf16"):
+            x, y = (a.bfloat16(), b.bfloat16()) if kernel == "bf16" else (a, b)
+            before = torch.backends.mkldnn.matmul.fp32_precision
+            if kernel == "onednn":
+                torch.backends.mkldnn.matmul.fp32_precision = "bf16"  # as EnsembleTrainer(matmul="onednn") does
+            try:
+                wall, cpu = _bench_us(lambda x=x, y=y: torch.bmm(x, y))
+            finally:
+                torch.backends.mkldnn.matmul.fp32_precision = before
+            out[f"{name}_{kernel}_gflops"] = [round(flops / wall / 1e3, 1), round(flops / cpu / 1e3, 1)]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds, no torch.compile")
@@ -336,7 +366,18 @@ def main() -> None:
                 + f"; backward 2 passes {us('backward_two_passes_us')}, tanh_backward "
                 + f"{us('backward_tanh_backward_us')}; saving per step {us('saving_ms_per_step')} ms")
         print(line, flush=True)
-    print(json.dumps({"threads": args.threads, "profile": profiles, "ab": abs_, "elementwise": ews}))
+
+    print("\n(d) the step's matmul shapes with each variant's kernels: GFLOP/s wall / cpu")
+    kernels = []
+    for n in args.hidden:
+        k = kernel_rates(n)
+        kernels.append(k)
+        print(f"hidden {n}: " + "; ".join(
+            f"{name} " + ", ".join(f"{kern} {k[f'{name}_{kern}_gflops'][0]} / {k[f'{name}_{kern}_gflops'][1]}"
+                                   for kern in ("default", "onednn", "bf16"))
+            for name in ("recurrent", "weight_grad")), flush=True)
+    print(json.dumps({"threads": args.threads, "profile": profiles, "ab": abs_, "elementwise": ews,
+                      "kernels": kernels}))
 
 
 if __name__ == "__main__":
