@@ -22,7 +22,8 @@ time steps), batch 64, no biases (``train_throughput.fixed_spec``); hidden 128, 
 
 (b) **A/B** of every ``matmul`` variant against the default, in the same process: one trainer per variant on the
 same members, stepped in turn (the order rotates every round), many rounds; the ratio default / variant per round,
-its median, min and max, in wall and CPU time.
+its median, min and max, in wall and CPU time. At H = 100, and (full mode) at H = 40 and 10 in buffers sized for 100,
+as during a curriculum (:func:`members`).
 
 (c) **Element-wise alternatives** per time step (K = 40, batch 64): the forward's ``2*sigmoid - 1`` in two passes
 (what the step does) against ``torch.compile`` of it (full mode only: compiling takes about a minute); the backward's
@@ -53,6 +54,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from train_throughput import L2S, B, H, fixed_spec
 
+from twm.run.spec import CurriculumSpec
 from twm.tasks import get_task
 from twm.train.batched import MATMULS, EnsembleTrainer
 
@@ -75,10 +77,17 @@ def category(op: str) -> str:
     return "elementwise"
 
 
-def members(n: int, batch: int = B) -> list:
+def members(n: int, batch: int = B, horizon: int = H) -> list:
+    """K members at hidden ``n``. At ``horizon`` < H they sit on the ladder [horizon, H] with threshold 1 (never
+    passed: the accuracy must exceed it), so they train at ``horizon`` in buffers sized for H, as a curriculum run
+    does before its last rung."""
     F = get_task("repeat_copy", 8, 8).F
-    return [fixed_spec(F, n, seed, L2S[seed % len(L2S)]).replace(data={"batch_size": batch})
-            for seed in range(1, K + 1)]
+    specs = [fixed_spec(F, n, seed, L2S[seed % len(L2S)]).replace(data={"batch_size": batch})
+             for seed in range(1, K + 1)]
+    if horizon != H:
+        specs = [spec.replace(curriculum=CurriculumSpec.of("ladder", ladder=[horizon, H], threshold=1.0))
+                 for spec in specs]
+    return specs
 
 
 def step_times(trainer: EnsembleTrainer, steps: int) -> tuple[float, float]:
@@ -180,9 +189,9 @@ def profile_step(n: int, matmul: str, steps: int, bandwidth: dict, floor: tuple[
     }
 
 
-def ab(n: int, variants: list[str], rounds: int) -> dict:
-    """(b) for hidden ``n``: the median per-round ratio default / variant, wall and CPU."""
-    specs = members(n)
+def ab(n: int, variants: list[str], rounds: int, horizon: int = H) -> dict:
+    """(b) for hidden ``n`` at ``horizon``: the median per-round ratio default / variant, wall and CPU."""
+    specs = members(n, horizon=horizon)
     trainers, skipped = {"default": EnsembleTrainer(specs)}, {}
     for v in variants:
         try:
@@ -201,7 +210,8 @@ def ab(n: int, variants: list[str], rounds: int) -> dict:
             trainers[v].step()
             wall[v].append(time.perf_counter() - w)
             cpu[v].append(time.process_time() - c)
-    out = {"hidden": n, "rounds": rounds, "default_wall_ms": round(statistics.median(wall["default"]) * 1e3, 2),
+    out = {"hidden": n, "horizon": horizon, "rounds": rounds,
+           "default_wall_ms": round(statistics.median(wall["default"]) * 1e3, 2),
            "default_cpu_ms": round(statistics.median(cpu["default"]) * 1e3, 2), "variants": {}}
     for v in names[1:]:
         rw = [a / b for a, b in zip(wall["default"], wall[v])]
@@ -305,10 +315,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=[m for m in MATMULS if m != "default"],
                         choices=[m for m in MATMULS if m != "default"])
     parser.add_argument("--rounds", type=int, default=None, help="A/B rounds (default 8 with --quick, else 30)")
+    parser.add_argument("--horizons", type=int, nargs="+", default=None,
+                        help=f"A/B horizons (default {H} with --quick, else {H} 40 10: curriculum rungs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps = 5 if args.quick else 12
     rounds = args.rounds or (8 if args.quick else 30)
+    horizons = args.horizons or ([H] if args.quick else [H, 40, 10])
     print(f"K = {K}, s = d = 8, H = {H} (T = {8 + H}), batch {B}, repeat copy; {args.threads} threads; "
           f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}", flush=True)
 
@@ -340,8 +353,8 @@ def main() -> None:
     print(f"\n(b) A/B against matmul='default', {rounds} alternating rounds: median ratio default/variant "
           "(> 1: the variant is faster) [min-max]")
     abs_ = []
-    for n in args.hidden:
-        r = ab(n, args.variants, rounds)
+    for n, horizon in [(n, h) for h in horizons for n in args.hidden]:
+        r = ab(n, args.variants, rounds, horizon)
         abs_.append(r)
         parts = [f"default {r['default_wall_ms']:.1f} ms wall, {r['default_cpu_ms']:.1f} ms cpu"]
         for v, x in r["variants"].items():
@@ -350,7 +363,7 @@ def main() -> None:
             else:
                 parts.append(f"{v}: x{x['ratio_wall']:.2f} wall [{x['ratio_wall_range'][0]}-{x['ratio_wall_range'][1]}]"
                              f", x{x['ratio_cpu']:.2f} cpu")
-        print(f"hidden {n}: " + "; ".join(parts), flush=True)
+        print(f"hidden {n}, H = {horizon}: " + "; ".join(parts), flush=True)
 
     print("\n(c) element-wise work per time step, K = 40, batch 64: microseconds wall / cpu")
     ews = []
