@@ -473,7 +473,7 @@ class EnsembleTrainer:
         lowp = self.matmul == "bf16"
         if kind == "forward":
             tmp, Cin, Yb = self._tmp, self._Cin, self._Yb
-            tmpl, WfT = (self._tmpl, self._WfTl) if lowp else (tmp, self._WfT)
+            tmpl, WfT = (self._tmpl, self._WfTl) if lowp else (None, self._WfT)
             for p in range(1, Tmax + 2):
                 m_z = active[p] if p <= Tmax else 0  # members that need z_p
                 m_y = active[p - 1] if p - 1 > s else 0  # members that need y_{p-1}
@@ -486,7 +486,7 @@ class EnsembleTrainer:
                     add = self._bf[:mm] if self.bias else None
                 t = tmp[:mm]
                 plan.append((
-                    p == 1, add, H[:mm, p - 1], WfT[:mm], tmpl[:mm], t,
+                    p == 1, add, H[:mm, p - 1], WfT[:mm], tmpl[:mm] if lowp else t, t,
                     (t[:m_y, :, n:], Yb[:m_y, :, p - 2 - s]) if m_y else None,
                     (t[:m_z, :, :n], H[:m_z, p], None if self._neg1 is None else self._neg1[:m_z]) if m_z else None,
                 ))
