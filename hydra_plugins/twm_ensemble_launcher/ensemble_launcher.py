@@ -44,6 +44,7 @@ class EnsembleLauncherConf:
     device: str = "auto"  # auto | cpu | cuda (auto: cuda where the pack runs has one)
     shard: int = 0  # train only the ensembles g with g % n_shards == shard: run n_shards processes
     n_shards: int = 1  # on one sweep folder to use several cores (set num_threads=1 in each)
+    matmul: str = "default"  # default | onednn | bf16: CPU matmul variants (twm.train.batched.EnsembleTrainer)
     executor: Any = None  # null: train in this process | slurm | local: one submitit array task per ensemble
     # submitit (executor slurm or local), as in hydra-submitit-launcher
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
@@ -73,8 +74,8 @@ class PackTask:
     their summaries. Picklable; :meth:`checkpoint` lets submitit requeue it after a signal (the members' own
     checkpoints hold the progress)."""
 
-    def __init__(self, device: str, hydra_logging: Any = None, verbose: Any = False):
-        self.device, self.hydra_logging, self.verbose = device, hydra_logging, verbose
+    def __init__(self, device: str, hydra_logging: Any = None, verbose: Any = False, matmul: str = "default"):
+        self.device, self.hydra_logging, self.verbose, self.matmul = device, hydra_logging, verbose, matmul
 
     def __call__(self, jobs: list) -> list:
         import torch
@@ -85,7 +86,7 @@ class PackTask:
         threads = jobs[0].cfg.get("num_threads") if jobs and jobs[0].cfg is not None else None
         if threads:
             torch.set_num_threads(int(threads))
-        return train_packed(jobs, len(jobs), self.device)
+        return train_packed(jobs, len(jobs), self.device, matmul=self.matmul)
 
     def checkpoint(self, jobs: list):
         """The same pack again (fresh jobs: no open folders or loggers); the members resume from their
@@ -100,17 +101,21 @@ class PackTask:
 
 class EnsembleLauncher(Launcher):
     def __init__(self, max_members: int = 64, device: str = "auto", shard: int = 0, n_shards: int = 1,
-                 executor: str | None = None, **submitit_params) -> None:
+                 matmul: str = "default", executor: str | None = None, **submitit_params) -> None:
+        from twm.train.batched import MATMULS
+
         super().__init__()
         self.max_members, self.device = int(max_members), device
         if not 0 <= int(shard) < int(n_shards):
             raise ValueError(f"hydra.launcher.shard must lie in [0, n_shards = {n_shards}), got {shard}")
+        if matmul not in MATMULS:
+            raise ValueError(f"hydra.launcher.matmul must be one of {', '.join(MATMULS)}, got {matmul!r}")
         if executor not in EXECUTORS:
             raise ValueError(f"hydra.launcher.executor must be null, local or slurm; got {executor!r}")
         if executor is not None and int(n_shards) != 1:
             raise ValueError("hydra.launcher.n_shards splits the packs between processes you start yourself; with "
                              "an executor every pack is its own array task: leave n_shards at 1")
-        self.shard, self.n_shards, self.executor = int(shard), int(n_shards), executor
+        self.shard, self.n_shards, self.executor, self.matmul = int(shard), int(n_shards), executor, matmul
         self.submitit_params = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
                                 for k, v in submitit_params.items()}
         self.config = self.task_function = self.hydra_context = None
@@ -154,7 +159,8 @@ class EnsembleLauncher(Launcher):
         jobs = [p for _, p in prepared]
         try:
             if self.executor is None:
-                results = train_packed(jobs, self.max_members, self.device, self.shard, self.n_shards)
+                results = train_packed(jobs, self.max_members, self.device, self.shard, self.n_shards,
+                                       matmul=self.matmul)
             else:
                 results = self._submit(jobs)
         except StopRequested as err:
@@ -183,7 +189,7 @@ class EnsembleLauncher(Launcher):
                                          slurm_max_num_timeout=int(params.pop("max_num_timeout")))
         executor.update_parameters(**{k if k in COMMON else f"slurm_{k}": v for k, v in params.items()
                                       if v is not None})
-        task = PackTask(self.device, self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        task = PackTask(self.device, self.config.hydra.hydra_logging, self.config.hydra.verbose, self.matmul)
         array = executor.map_array(task, [[jobs[i] for i in group] for group in packs])
         log.info("submitted %d ensembles (%d runs) as %s array %s", len(packs), len(todo), self.executor,
                  array[0].job_id.split("_")[0] if array else "-")

@@ -20,7 +20,9 @@ the hidden state after input step p-1, position 0 is h(0) = 0):
   ``dz_p = dh_p * (1 - h_p^2)``;
 - weight gradients, one large matmul over all time steps: ``[dW_hh; dW_r] = sum_p [dz_{p+1} | dy_p]^T h_p``, and
   ``dW_uh = sum_{p<=s} dz_p^T u_p``;
-- all buffers are allocated once, for the largest horizon any member's curriculum can reach; no autograd.
+- all buffers are allocated once, for the largest horizon any member's curriculum can reach; no autograd;
+- ``matmul`` picks the kernels of these products (:class:`EnsembleTrainer`): PyTorch's default, oneDNN in float32,
+  or bfloat16 operands.
 
 Members are kept sorted by their current horizon (longest first), so that at time position p only the prefix of
 members whose sequence is that long takes part: a member at H = 10 never pays for a neighbour at H = 100. Members
@@ -35,6 +37,7 @@ clipping threshold and step count.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -56,6 +59,35 @@ log = logging.getLogger("twm.ensemble")
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults
 ARCHITECTURES = ("elman",)  # what this engine trains; the pipeline trains the others with Lightning
+MATMULS = ("default", "onednn", "bf16")
+
+
+@contextlib.contextmanager
+def _onednn_fp32(on: bool):
+    """fp32 matmuls through oneDNN while inside (torch routes them there only under ``fp32_precision='bf16'``)."""
+    if not on:
+        yield
+        return
+    matmul = torch.backends.mkldnn.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
+
+
+def _check_onednn_exact() -> None:
+    """oneDNN may round fp32 operands to bf16 where the CPU has bf16 matrix units (AMX): refuse ``"onednn"`` there.
+    A product whose exact value needs more than bf16's 8 mantissa bits tells the two apart."""
+    if not torch.backends.mkldnn.is_available():
+        raise ValueError("matmul='onednn' needs PyTorch built with oneDNN (torch.backends.mkldnn.is_available())")
+    a = torch.full((2, 64, 64), 1.0 + 2.0**-12)
+    with _onednn_fp32(True):
+        out = torch.bmm(a, torch.ones(2, 64, 64))
+    if not torch.equal(out, torch.full_like(out, 64.0 + 2.0**-6)):
+        raise ValueError("matmul='onednn': oneDNN rounds fp32 matmuls to bf16 on this CPU, so it would not be exact; "
+                         "use matmul='default' or 'bf16'")
 
 
 def compatibility_key(spec: RunSpec) -> tuple:
@@ -84,9 +116,23 @@ class EnsembleTrainer:
 
     ``fast_tanh`` (default: on for CPU) computes tanh as ``2*sigmoid(2z) - 1`` (within ~2e-7 of torch.tanh and
     several times cheaper on CPU); on CUDA ``torch.tanh`` is used.
+
+    ``matmul`` (CPU only; ``benchmarks/step_profile.py`` times them, ``benchmarks/fidelity.py`` compares their
+    Table-1 cells with the default's):
+
+    - ``"default"``: PyTorch's float32 ``bmm`` (MKL on x86; on AMD CPUs MKL runs its AVX2 kernels);
+    - ``"onednn"``: the same float32 products through oneDNN's AVX-512 kernels (PyTorch sends float32 matmuls there
+      only under ``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``, set for the step and restored). Where
+      the CPU has bf16 matrix units (AMX) oneDNN would then round the operands to bfloat16, so construction checks
+      that a product stays exact and refuses otherwise;
+    - ``"bf16"``: the recurrent products of the forward and backward loops and the weight-gradient product take
+      bfloat16 operands (float32 accumulation inside oneDNN; the hidden states ``H`` and the back-propagated
+      ``dZ`` are stored in bfloat16; the bfloat16 weight copies are made once per step); parameters, Adam, the
+      loss, the input drive and the non-linearity stay float32.
     """
 
-    def __init__(self, specs: Sequence[RunSpec], device="cpu", fast_tanh: bool | None = None):
+    def __init__(self, specs: Sequence[RunSpec], device="cpu", fast_tanh: bool | None = None,
+                 matmul: str = "default"):
         specs = list(specs)
         if not specs:
             raise ValueError("an ensemble needs at least one member")
@@ -94,6 +140,10 @@ class EnsembleTrainer:
         if arch not in ARCHITECTURES:
             raise ValueError(f"the batched engine trains {', '.join(ARCHITECTURES)} only, not model.arch={arch!r}: "
                              "train it with the Lightning engine (twm.train.pipeline.run_lightning)")
+        if matmul not in MATMULS:
+            raise ValueError(f"matmul must be one of {', '.join(MATMULS)}, got {matmul!r}")
+        if matmul != "default" and torch.device(device).type != "cpu":
+            raise ValueError(f"matmul={matmul!r} is a CPU option (oneDNN kernels); use matmul='default' on {device}")
         for i, spec in enumerate(specs):
             if compatibility_key(spec) != compatibility_key(specs[0]):
                 raise ValueError(
@@ -108,6 +158,9 @@ class EnsembleTrainer:
         self.s, self.d, self.n, self.bias, self.B = s, d, n, bias, B
         self.device = torch.device(device)
         self.fast_tanh = (self.device.type == "cpu") if fast_tanh is None else bool(fast_tanh)
+        self.matmul = matmul
+        if matmul == "onednn":
+            _check_onednn_exact()
         self.scale = 2.0 if self.fast_tanh else 1.0
         K = len(specs)
 
@@ -168,8 +221,17 @@ class EnsembleTrainer:
         s, d, n, B, dev = self.s, self.d, self.n, self.B, self.device
         Tmax = s + self.Hcap
         self.Kcap, self.Tmax = Kcap, Tmax
-        self._H = torch.zeros(Kcap, Tmax + 1, B, n, device=dev)  # h_p, p = 0..T
-        self._dZ = torch.zeros(Kcap, Tmax + 2, B, n + d, device=dev)  # [dz_p | dy_{p-1}], p = 0..T+1
+        lowp = torch.bfloat16 if self.matmul == "bf16" else torch.float32  # the recurrent products' operands
+        # storage of the hidden states and back-propagated errors; :meth:`_layout` views it for the step's longest T
+        self._Hstore = torch.zeros(Kcap * (Tmax + 2) * B * n, device=dev, dtype=lowp)
+        self._dZstore = torch.zeros(Kcap * (Tmax + 2) * B * (n + d), device=dev, dtype=lowp)
+        self._view_T = None
+        self._layout(Tmax)
+        if lowp != torch.float32:
+            self._WfTl = torch.empty(Kcap, n, n + d, device=dev, dtype=lowp)
+            self._WcatTl = torch.empty(Kcap, n, n + d, device=dev, dtype=lowp)
+            self._tmpl = torch.empty(Kcap, B, n + d, device=dev, dtype=lowp)
+            self._tmp3l = torch.empty(Kcap, B, n, device=dev, dtype=lowp)
         self._Yb = torch.zeros(Kcap, B, self.Hcap, d, device=dev)  # outputs y_{s+1..T}
         self._tmp = torch.empty(Kcap, B, n + d, device=dev)
         self._tmp2 = torch.empty(Kcap, B, n, device=dev)
@@ -188,10 +250,28 @@ class EnsembleTrainer:
         self._neg1 = torch.full((Kcap, B, n), -1.0, device=dev) if self.fast_tanh else None
         self._plans: dict[tuple, list] = {}
 
+    def _layout(self, T: int) -> None:
+        """View the storages for a step whose longest sequence has T steps: ``_Hpad`` ``(Kcap, T+2, B, n)`` holds
+        h_p at row p+1 (rows 0 and 1, h_{-1} and h_0, are zero), ``_H = _Hpad[:, 1:]`` h_p at row p, ``_dZ``
+        ``(Kcap, T+2, B, n+d)`` [dz_p | dy_{p-1}] at row p. The rows of ``_Hpad`` and ``_dZ`` align and each member's
+        rows are one contiguous block, so the weight gradient of the longest members is one matmul of whole blocks
+        (oneDNN copies strided slices first). Rows no step writes (row 0, the dy columns of rows 0..s+1) are zeroed
+        when the layout changes."""
+        if T == self._view_T:
+            return
+        Kcap, B, n, d = self.Kcap, self.B, self.n, self.d
+        self._Hpad = self._Hstore[: Kcap * (T + 2) * B * n].view(Kcap, T + 2, B, n)
+        self._H = self._Hpad[:, 1:]
+        self._dZ = self._dZstore[: Kcap * (T + 2) * B * (n + d)].view(Kcap, T + 2, B, n + d)
+        self._Hpad[:, :2].zero_()
+        self._dZ[:, : self.s + 2].zero_()
+        self._view_T = T
+
     def buffer_bytes(self) -> int:
         """Bytes of all tensors the trainer holds (parameters, optimiser state, work buffers)."""
-        tensors = [v for v in vars(self).values() if isinstance(v, torch.Tensor)]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                    for t in vars(self).values() if isinstance(t, torch.Tensor)}
+        return sum(storages.values())
 
     # ---------------------------------------------------------------------------------------------------------
     # member access
@@ -318,11 +398,13 @@ class EnsembleTrainer:
                 active[p] = min(active[p], k0)
 
         custom_targets = self._draw(K, hs)
-        self._prepare(K)
-        self._forward(Tmax, active)
-        sums = self._readout(groups, custom_targets)
-        self._backward(Tmax, active, groups)
-        self._weight_grads(groups)
+        self._layout(Tmax)
+        with _onednn_fp32(self.matmul == "onednn"):
+            self._prepare(K)
+            self._forward(Tmax, active)
+            sums = self._readout(groups, custom_targets)
+            self._backward(Tmax, active, groups)
+            self._weight_grads(groups)
         self._optimise(K)
 
         loss_acc = sums.tolist()
@@ -374,6 +456,9 @@ class EnsembleTrainer:
         WcatT[:, :, n:].copy_(W_r.transpose(1, 2))
         torch.mul(WcatT, self.scale, out=WfT) if self.scale != 1.0 else WfT.copy_(WcatT)
         WfT[:, :, n:].copy_(W_r.transpose(1, 2))
+        if self.matmul == "bf16":  # the casts of this step, once
+            self._WfTl[:K].copy_(WfT)
+            self._WcatTl[:K].copy_(WcatT)
         Cin = self._Cin[:K, :, :n]
         Cin.copy_(torch.bmm(self._U[:K].view(K, s * B, d), W_uh.transpose(1, 2)))
         if self.bias:
@@ -393,27 +478,29 @@ class EnsembleTrainer:
             return plan
         s, B, n = self.s, self.B, self.n
         H, Tmax, plan = self._H, len(active) - 1, []
+        lowp = self.matmul == "bf16"
         if kind == "forward":
-            tmp, Cin, WfT, Yb = self._tmp, self._Cin, self._WfT, self._Yb
+            tmp, Cin, Yb = self._tmp, self._Cin, self._Yb
+            tmpl, WfT = (self._tmpl, self._WfTl) if lowp else (None, self._WfT)
             for p in range(1, Tmax + 2):
                 m_z = active[p] if p <= Tmax else 0  # members that need z_p
                 m_y = active[p - 1] if p - 1 > s else 0  # members that need y_{p-1}
                 mm = max(m_z, m_y)
-                t = tmp[:mm]
                 if p == 1:
                     add = Cin[:mm, :B]
                 elif p <= s:
                     add = Cin[:mm, (p - 1) * B: p * B]
                 else:
                     add = self._bf[:mm] if self.bias else None
+                t = tmp[:mm]
                 plan.append((
-                    p == 1, add, H[:mm, p - 1], WfT[:mm], t,
+                    p == 1, add, H[:mm, p - 1], WfT[:mm], tmpl[:mm] if lowp else t, t,
                     (t[:m_y, :, n:], Yb[:m_y, :, p - 2 - s]) if m_y else None,
                     (t[:m_z, :, :n], H[:m_z, p], None if self._neg1 is None else self._neg1[:m_z]) if m_z else None,
                 ))
         else:
-            tmp, tmp2, dZ = self._tmp3, self._tmp2, self._dZ
-            Wcat = self._WcatT.transpose(1, 2)
+            tmp, tmp2, dZ = self._tmp3l if lowp else self._tmp3, self._tmp2, self._dZ
+            Wcat = (self._WcatTl if lowp else self._WcatT).transpose(1, 2)
             for p in range(Tmax, 0, -1):
                 m = active[p]
                 plan.append((dZ[:m, p + 1], Wcat[:m], tmp[:m], H[:m, p], tmp2[:m], dZ[:m, p, :, :n]))
@@ -426,13 +513,14 @@ class EnsembleTrainer:
         """Positions 1..T: ``[scale*z_p | y_{p-1}] = h_{p-1} @ [scale*W_hh; W_r]^T (+ input drive, biases)``, one
         batched matmul per step over the members still running; an extra step at T+1 gives the last outputs."""
         fast = self.fast_tanh
-        for first, add, h_prev, w, t, y, z in self._plan("forward", active):
+        for first, add, h_prev, w, t, t32, y, z in self._plan("forward", active):
             if first:
-                t.copy_(add)
-            elif add is not None:
-                torch.baddbmm(add, h_prev, w, out=t)
-            else:
+                t32.copy_(add)
+            elif t is t32:  # float32 operands
+                torch.bmm(h_prev, w, out=t) if add is None else torch.baddbmm(add, h_prev, w, out=t)
+            else:  # a bfloat16 product (float32 accumulation inside oneDNN), float32 from here on
                 torch.bmm(h_prev, w, out=t)
+                t32.copy_(t) if add is None else torch.add(add, t, out=t32)
             if y is not None:
                 y[1].copy_(y[0])
             if z is not None:
@@ -479,29 +567,37 @@ class EnsembleTrainer:
         n, s, dZ = self.n, self.s, self._dZ
         for k0, k1, h in groups:  # nothing flows back from beyond a member's last position
             dZ[k0:k1, s + h + 1, :, :n].zero_()
+        lowp = self.matmul == "bf16"
         for dz_next, w, t, hp, q, dz in self._plan("backward", active):
             torch.bmm(dz_next, w, out=t)
-            torch.mul(hp, hp, out=q)
-            torch.addcmul(t, t, q, value=-1.0, out=dz)
+            if lowp:  # one pass in float32 arithmetic, one rounding (mixed-precision mul/addcmul are slow on CPU)
+                torch.ops.aten.tanh_backward.grad_input(t, hp, grad_input=dz)
+            else:
+                torch.mul(hp, hp, out=q)
+                torch.addcmul(t, t, q, value=-1.0, out=dz)
 
     def _weight_grads(self, groups) -> None:
         """``[dW_hh; dW_r] = sum_p [dz_{p+1} | dy_p]^T h_p`` (one matmul), ``dW_uh = sum_p dz_p^T u_p``, biases."""
         n, s, B, d = self.n, self.s, self.B, self.d
         H, dZ, G = self._H, self._dZ, self._grad
+        f32 = torch.float32
         for k0, k1, h in groups:
             m, T = k1 - k0, s + h
-            rows = dZ[k0:k1, 2: T + 2].reshape(m, T * B, n + d)
-            both = torch.bmm(rows.transpose(1, 2), H[k0:k1, 1: T + 1].reshape(m, T * B, n))
+            if self.matmul != "default" and T == self._view_T:  # whole blocks: oneDNN would copy strided slices
+                rows, hs = dZ[k0:k1].view(m, -1, n + d), self._Hpad[k0:k1].view(m, -1, n)
+            else:
+                rows, hs = dZ[k0:k1, 2: T + 2].reshape(m, T * B, n + d), H[k0:k1, 1: T + 1].reshape(m, T * B, n)
+            both = torch.bmm(rows.transpose(1, 2), hs)
             self._seg(G, "rnn.weight_hh_l0")[k0:k1].copy_(both[:, :n])
             self._seg(G, "readout.weight")[k0:k1].copy_(both[:, n:])
-            dz_in = dZ[k0:k1, 1: s + 1, :, :n].reshape(m, s * B, n)
+            dz_in = dZ[k0:k1, 1: s + 1, :, :n].reshape(m, s * B, n).to(f32)
             self._seg(G, "rnn.weight_ih_l0")[k0:k1].copy_(
                 torch.bmm(dz_in.transpose(1, 2), self._U[k0:k1].view(m, s * B, d)))
             if self.bias:
-                db = dZ[k0:k1, 1: T + 1, :, :n].sum(dim=(1, 2))
+                db = dZ[k0:k1, 1: T + 1, :, :n].sum(dim=(1, 2), dtype=f32)
                 self._seg(G, "rnn.bias_ih_l0")[k0:k1].copy_(db)
                 self._seg(G, "rnn.bias_hh_l0")[k0:k1].copy_(db)
-                self._seg(G, "readout.bias")[k0:k1].copy_(dZ[k0:k1, s + 2: T + 2, :, n:].sum(dim=(1, 2)))
+                self._seg(G, "readout.bias")[k0:k1].copy_(dZ[k0:k1, s + 2: T + 2, :, n:].sum(dim=(1, 2), dtype=f32))
 
     def lr(self, i: int) -> float:
         """Member ``i``'s learning rate for its next step: its schedule after the steps it has taken."""
@@ -567,15 +663,17 @@ class MemberView:
 
 
 def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, int, dict], None] | None = None,
-                   progress_every: int = 1000, fast_tanh: bool | None = None) -> list[dict | None]:
+                   progress_every: int = 1000, fast_tanh: bool | None = None,
+                   matmul: str = "default") -> list[dict | None]:
     """Train compatible jobs as one batched ensemble; each gets exactly what the Lightning engine gives a run:
     its loggers' ``log_metrics`` every step, its callbacks' hooks (the run's ``ModelCheckpoint`` is replaced by
     this engine's own checkpoint every ``spec.checkpoint_every`` steps, in the same format), its checkpoint, its
-    summary (:meth:`RunFolder.finalise`, plus ``ensemble_size``). A job whose folder is completed is skipped; one
-    with a checkpoint of either engine resumes from it. Returns one summary per job (``None`` without a folder).
-    ``progress(step, max_steps, info)`` is called every ``progress_every`` ensemble steps (else a log line). On an
-    exception every unfinished job's summary says "failed"; on a signal (``twm.train.signals``) every member is
-    checkpointed at the step just taken and its summary says "interrupted"."""
+    summary (:meth:`RunFolder.finalise`, plus ``ensemble_size``, and ``matmul`` when not ``"default"``). A job
+    whose folder is completed is skipped; one with a checkpoint of either engine resumes from it. Returns one summary
+    per job (``None`` without a folder). ``progress(step, max_steps, info)`` is called every ``progress_every``
+    ensemble steps (else a log line). On an exception every unfinished job's summary says "failed"; on a signal
+    (``twm.train.signals``) every member is checkpointed at the step just taken and its summary says "interrupted".
+    ``fast_tanh``, ``matmul``: as :class:`EnsembleTrainer`."""
     jobs = list(jobs)
     summaries: list[dict | None] = [None] * len(jobs)
     todo = []
@@ -586,7 +684,8 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
             todo.append(i)
     if not todo:
         return summaries
-    trainer = EnsembleTrainer([jobs[i].spec for i in todo], device=device, fast_tanh=fast_tanh)
+    trainer = EnsembleTrainer([jobs[i].spec for i in todo], device=device, fast_tanh=fast_tanh, matmul=matmul)
+    extra = {"ensemble_size": len(jobs)} | ({} if matmul == "default" else {"matmul": matmul})
     members = [jobs[i] for i in todo]
     views = [MemberView(trainer, k, job) for k, job in enumerate(members)]
     hooks = [[cb for cb in job.callbacks if not isinstance(cb, ModelCheckpoint)] for job in members]
@@ -625,7 +724,7 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
             cb.on_train_end(views[k], views[k])
         save(k)  # flushes the loggers; closing them is the pipeline's (twm.train.pipeline.stop)
         if job.folder is not None:
-            summaries[todo[k]] = job.folder.finalise(job.spec, ensemble_size=len(jobs))
+            summaries[todo[k]] = job.folder.finalise(job.spec, **extra)
         finished.add(k)
 
     max_steps = max(job.spec.steps for job in members)

@@ -205,9 +205,10 @@ def resolve_device(device: str) -> str:
 
 
 def train_packed(jobs: list[Job], max_members: int, device: str = "auto", shard: int = 0, n_shards: int = 1,
-                 on_progress=None, progress_every: int = 1000) -> list[dict | None]:
+                 on_progress=None, progress_every: int = 1000, matmul: str = "default") -> list[dict | None]:
     """Train all jobs in packed ensembles (only the ensembles ``g % n_shards == shard``: several processes can
-    share one sweep); returns their summaries in input order (``None`` for jobs of other shards).
+    share one sweep); returns their summaries in input order (``None`` for jobs of other shards). ``matmul``: the
+    batched engine's matmul variant (:class:`twm.train.batched.EnsembleTrainer`).
     ``on_progress(step, max_steps, info)`` runs with every progress line (every ``progress_every`` steps); an
     exception it raises stops training cleanly (every unfinished run keeps its last checkpoint). Jobs of an
     architecture the batched engine does not train (all but the Elman RNN) are trained one at a time by
@@ -251,7 +252,8 @@ def train_packed(jobs: list[Job], max_members: int, device: str = "auto", shard:
                 on_progress(step, max_steps, info)
 
         try:
-            summaries = train_ensemble(group, device=device, progress=progress, progress_every=progress_every)
+            summaries = train_ensemble(group, device=device, progress=progress, progress_every=progress_every,
+                                       matmul=matmul)
         except StopRequested as err:
             signals.chain(err)  # may exit (submitit's requeue): the finally below still releases the folders
             raise
