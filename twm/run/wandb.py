@@ -10,7 +10,9 @@ same W&B run), the names a dashboard groups by, and a reader for offline run fil
 W&B is offline unless the user configured it (``WANDB_MODE``, ``WANDB_API_KEY`` or a ``wandb login``): nothing here
 ever waits for a login or a network. Several runs may be open in one process (the batched engine trains every
 ensemble member as its own W&B run): every run is opened with ``reinit="create_new"`` and used through its own
-``Run`` object, as W&B documents for multiple runs per process.
+``Run`` object, as W&B documents for multiple runs per process. W&B's system-metrics sampling and metadata
+collection are off: one process holds up to hundreds of runs on the same machine, and sampling per run cost the
+ensemble up to a fifth of its speed at hidden 32 (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def init(run_dir, record: dict, config: dict | None = None):
     return wandb.init(id=record["id"], project=record["project"], group=record["group"], name=record["name"],
                       job_type=record["job_type"], tags=record["tags"], dir=str(run_dir), config=config,
                       resume="allow", reinit="create_new", mode=mode,
-                      settings=wandb.Settings(silent=True, console="off"))
+                      settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, x_disable_meta=True))
 
 
 def update_run(run_dir, summary: dict, images: dict | None = None) -> bool:
