@@ -22,12 +22,7 @@ from twm.train.pipeline import prepare, run_lightning, train_packed
 BASE = [*TINY, "optimizer.lr=0.005"]  # s = d = 4, hidden 16, ladder [2, 4, 8], a checkpoint every 10 steps
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _run(folder: Path, *extra) -> dict:

@@ -23,12 +23,7 @@ from twm.train.reference import train_reference
 FIXED = [*TINY, "trainer.max_steps=40", "data.fixed_batch=true", "optimizer.lr=0.01"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _losses(run: Path) -> list[float]:

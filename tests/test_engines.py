@@ -37,12 +37,7 @@ HELD_OUT = {  # one configuration per engine comparison, drawn once from the str
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def overrides(c=HELD_OUT, steps=STEPS, checkpoint_every=50):

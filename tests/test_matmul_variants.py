@@ -31,12 +31,7 @@ STEPS = 4
 TOL = {"onednn": (1e-5, 1e-6), "bf16": (2e-2, 1e-3)}  # (gradient, loss)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _specs(bias: bool) -> list[RunSpec]:

@@ -21,12 +21,7 @@ SCHEDULE = ["scheduler=step", f"scheduler.milestones=[{DROP}]", "scheduler.gamma
 CRASH = ["+callbacks.crash._target_=tests.helpers.callbacks.CrashAt"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def scheduled_spec(steps=STEPS, milestones=(DROP,), gamma=0.1) -> RunSpec:
