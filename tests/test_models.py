@@ -202,6 +202,29 @@ def test_parameter_counts_by_hand_and_the_matched_size_by_brute_force():
         assert matched_hidden_size(arch, budget, D, S) == best, arch
 
 
+@pytest.mark.parametrize("arch", [*ARCHS, "attention_positional"])
+def test_a_budget_sets_the_hidden_size_with_the_parameter_count_closest_to_it(arch):
+    budget, s = 700, 5  # a window longer than d, so that mixing them up changes the positional count
+    cfg = compose_train([*BASE, f"task.s={s}", f"model={arch}", "model.hidden_size=${budget:700}",
+                         *OPTIONS.get(arch, [])[:1]])
+    validate(cfg)
+    options = {k: cfg.model[k] for k in MODELS[cfg.model.arch].OPTIONS}
+    step, smallest = (options["channels"], 3) if arch == "wave_rnn" else (1, 1)
+
+    def trainable(m: int) -> int:  # the parameters of a built model, counted directly
+        return sum(p.numel() for p in build_model(cfg.model.arch, D, m, s, **options).parameters())
+
+    best = min(range(smallest * step, 400, step), key=lambda m: (abs(trainable(m) - budget), m))
+    assert cfg.model.hidden_size == best
+    assert RunSpec.from_config(cfg).model.hidden_size == best
+
+
+def test_a_budget_that_cannot_be_met_ends_in_one_line_naming_the_key():
+    for bad in ("${budget:0}", "${budgt:700}"):
+        with pytest.raises(ConfigError, match=r"model\.hidden_size='\$\{budg.*Allowed: a positive integer or"):
+            validate(compose_train([*BASE, "model=lstm", f"model.hidden_size={bad}"]))
+
+
 @pytest.mark.parametrize("arch", ["elman", "lstm", "gru", "wave_rnn", "diag_linear"])
 def test_the_operator_is_the_jacobian_of_the_state_update_at_the_origin(arch):
     model = _model(arch)
@@ -239,8 +262,10 @@ def test_the_wave_rnn_starts_as_a_shift_toward_position_zero_in_every_channel():
     assert torch.equal(model.operator(), shift)
 
 
-def test_the_wave_rnn_is_a_circular_convolution_of_its_state():
+@pytest.mark.parametrize("dense_max", [10**6, 0], ids=["matmul", "convolution"])
+def test_the_wave_rnn_is_a_circular_convolution_of_its_state(dense_max):
     model = build_model("wave_rnn", D, 12, S, bias=True, generator=generator(14), channels=3, kernel_size=3).double()
+    model.DENSE_MAX = dense_max  # the forward pass's two ways of applying K: an (n, n) matmul, or the convolution
     with torch.no_grad():
         model.conv.weight.copy_(torch.randn(model.conv.weight.shape, generator=generator(15)))
     u = torch.randn(6, 2, D, generator=generator(16), dtype=torch.float64)
@@ -248,7 +273,13 @@ def test_the_wave_rnn_is_a_circular_convolution_of_its_state():
     for t in range(6):  # torch.nn.Conv1d with circular padding, one step at a time
         h = torch.tanh(model.encoder(u[t]) + model.conv(h.view(2, 3, 4)).flatten(1))
         expected.append(h)
-    torch.testing.assert_close(model(u)[1], torch.stack(expected).detach(), rtol=1e-12, atol=1e-12)
+    expected = torch.stack(expected)
+    states = model(u)[1]
+    torch.testing.assert_close(states, expected, rtol=1e-12, atol=1e-12)
+    weights = [w for name, w in model.named_parameters() if not name.startswith("readout")]
+    for got, want in zip(torch.autograd.grad(states.sin().sum(), weights),
+                         torch.autograd.grad(expected.sin().sum(), weights)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_the_diagonal_recurrence_is_the_complex_recursion():

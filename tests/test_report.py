@@ -140,3 +140,28 @@ def test_report_needs_a_sweep_dir(tmp_path):
         run_from_config(OmegaConf.create({"sweep_dir": None}))
     with pytest.raises(ReportError, match="not a folder"):
         run_from_config(OmegaConf.create({"sweep_dir": str(tmp_path / "nope")}))
+
+
+def test_architectures_of_the_same_width_are_separate_cells_and_only_the_elman_rnn_meets_the_paper():
+    rows = [row(1, err=0.001, acc=0.99), row(2, err=0.003, acc=0.97, model="elman"),
+            row(1, err=None, acc=0.60, model="gru"), row(2, err=None, acc=0.70, model="gru"),
+            row(1, err=None, acc=0.75, model="attention positional=True")]
+    cells = {c["model"]: c for c in aggregate(rows)}
+    assert list(cells) == ["elman", "attention positional=True", "gru"]  # the Elman RNN first, then by name
+    assert cells["elman"]["n_runs"] == 2 and cells["elman"]["error"] == pytest.approx(0.002)
+    assert cells["gru"]["accuracy"] == pytest.approx(0.65) and cells["gru"]["n_runs"] == 2
+    assert cells["elman"]["published"]["cell"] == format_cell(*PUBLISHED_TABLE1[(255, 0, 0)][(128, 0.0)])
+    assert cells["gru"]["published"] is None
+    md = format_table(aggregate(rows))
+    reproduced = md.split("## Reproduced\n")[1].split("##")[0]
+    assert "| task | h128 L2=0 | attention positional=True h128 L2=0 | gru h128 L2=0 |" in reproduced
+    assert "| 0.0020 (0.98) | — (0.75) | — (0.65) |" in reproduced
+
+
+def test_a_run_names_its_architecture_by_the_options_that_differ_from_the_defaults():
+    from twm.report import model_label
+
+    assert model_label(None) == "elman"
+    assert model_label("attention", {"positional": False}) == "attention"
+    assert model_label("attention", {"positional": True}) == "attention positional=True"
+    assert model_label("wave_rnn", {"channels": 4, "kernel_size": 5}) == "wave_rnn kernel_size=5"

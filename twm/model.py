@@ -245,11 +245,13 @@ class WaveRNN(RecurrentModel):
     as ``init`` says.
 
     Operator: the recurrent map ``h ↦ K ⊛ h`` as an ``(n, n)`` matrix (:meth:`recurrent_matrix`, the Jacobian at
-    the origin of the bias-free model; the forward pass uses it too); a permutation matrix at initialisation.
+    the origin of the bias-free model); a permutation matrix at initialisation. The forward pass multiplies by it up
+    to ``DENSE_MAX`` units and convolves above (the same map; faster on a CPU each way).
     """
 
     OPTIONS = {"channels": 4, "kernel_size": 3}
     OPERATOR = "recurrent_map"
+    DENSE_MAX = 256
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int | None = None, bias: bool = False,
                  init: str = "uniform", generator: torch.Generator | None = None, channels: int = 4,
@@ -282,13 +284,22 @@ class WaveRNN(RecurrentModel):
         return nn.functional.conv1d(nn.functional.pad(units, (pad, pad), mode="circular"), w).flatten(1).T
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        h = u.new_zeros(u.shape[1], self.hidden_size) if h0 is None else h0
-        drive, K = self.encoder(u), self.recurrent_matrix()  # one matmul per step instead of one convolution
+        B = u.shape[1]
+        h = u.new_zeros(B, self.hidden_size) if h0 is None else h0
+        drive = self.encoder(u)
         if self.conv.bias is not None:
             drive = drive + self.conv.bias.repeat_interleave(self.positions)
+        w, pad = self.conv.weight, self.conv.weight.shape[-1] // 2
+        # up to DENSE_MAX units one (n, n) matmul per step is faster on a CPU; above it the convolution (O(n))
+        K = self.recurrent_matrix() if self.hidden_size <= self.DENSE_MAX else None
         states = []
-        for t in range(u.shape[0]):
-            h = torch.tanh(drive[t] + h @ K.T)
+        for drive_t in drive.unbind(0):  # unbind: one gradient for the whole drive, not one full-size one per step
+            if K is not None:
+                recurrent = h @ K.T
+            else:
+                ring = nn.functional.pad(h.view(B, self.channels, self.positions), (pad, pad), mode="circular")
+                recurrent = nn.functional.conv1d(ring, w).flatten(1)
+            h = torch.tanh(drive_t + recurrent)
             states.append(h)
         states = torch.stack(states)
         return self.readout(states), states
@@ -352,8 +363,8 @@ class DiagonalLinearRNN(RecurrentModel):
         h = drive.new_zeros(u.shape[1], n) if h0 is None else torch.complex(h0[:, :n], h0[:, n:])
         lam = torch.complex(*self._lambda())
         states = []
-        for t in range(u.shape[0]):
-            h = lam * h + drive[t]
+        for drive_t in drive.unbind(0):  # unbind: one gradient for the whole drive, not one full-size one per step
+            h = lam * h + drive_t
             states.append(h)
         states = torch.stack(states)
         states = torch.cat([states.real, states.imag], dim=-1)

@@ -73,9 +73,10 @@ PUBLISHED_COLUMNS = [(64, 0.0), (64, 0.001), (64, 0.1), (128, 0.0), (128, 0.001)
 CSV_COLUMNS = (
     "task", "task_id", "label_table", "label_demo", "hidden", "l2", "threshold", "seed", "test_accuracy",
     "spectral_error", "spectral_error_optimal", "n_learned", "n_theory", "defined", "first_below", "final_horizon",
-    "step_reached_max_horizon", "steps", "status", "analysis", "run", "mechanism",
+    "step_reached_max_horizon", "steps", "status", "analysis", "run", "mechanism", "model",
 )
 DASH = "—"
+ELMAN = "elman"
 
 
 class ReportError(ValueError):
@@ -172,7 +173,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
     ``spectral_error_optimal``, ``defined``; optional ``status`` (default "completed"), ``analysis`` (default
     "ok"), ``threshold``, ``task``, ``label_table``, ``label_demo``. Only completed, analysed rows enter the numbers.
 
-    Per cell (task_id, hidden, L2): per seed, the **minimum** defined error (a threshold with an undefined error
+    Per cell (task_id, model, hidden, L2; ``model`` from :func:`model_label`, ``"elman"`` when a row has none):
+    per seed, the **minimum** defined error (a threshold with an undefined error
     is ignored; the seed has no error only when none is defined) and the **maximum** test accuracy over the
     curriculum thresholds; ``error``/``accuracy`` = the mean over seeds (the error over the seeds that have one;
     ``None`` when no seed has — the table's "—"). ``error_optimal`` likewise with the optimal matching. Also:
@@ -184,7 +186,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
     """
     groups: dict[tuple, dict] = {}
     for r in rows:
-        key = (task_id_str(r["task_id"]), int(r["hidden"]), _l2(r["l2"]))
+        key = (task_id_str(r["task_id"]), r.get("model") or ELMAN, int(r["hidden"]), _l2(r["l2"]))
         g = groups.setdefault(key, {"runs": [], "n_failed": 0, "n_unfinished": 0, "n_unanalysed": 0, "first": r})
         status = r.get("status") or "completed"
         if status == "failed":
@@ -196,7 +198,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
         else:
             g["runs"].append(r)
     cells = []
-    for (tid, hidden, l2), g in sorted(groups.items(), key=lambda kv: (_task_order(kv[0][0]), kv[0][1], kv[0][2])):
+    for (tid, model, hidden, l2), g in sorted(groups.items(), key=lambda kv: (_task_order(kv[0][0]), *_column_order(
+            kv[0][1:]))):
         runs = g["runs"]
         by_seed: dict = {}
         for r in runs:
@@ -219,12 +222,13 @@ def aggregate(rows: list[dict]) -> list[dict]:
         error = statistics.fmean(seed_err) if seed_err else None
         accuracy = statistics.fmean(seed_acc) if seed_acc else None
         first = g["first"]
-        pub = published_cell(tid, hidden, l2)
+        pub = published_cell(tid, hidden, l2) if model == ELMAN else None
         cells.append({
             "task_id": tid,
             "task": first.get("task"),
             "label_table": first.get("label_table") or "",
             "label_demo": first.get("label_demo") or "",
+            "model": model,
             "hidden": hidden,
             "l2": l2,
             "n_runs": len(runs),
@@ -278,8 +282,25 @@ def format_mechanisms(m: dict | None) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # Markdown (pure)
 # --------------------------------------------------------------------------------------------------------------
-def _col(hidden: int, l2: float) -> str:
-    return f"h{hidden} L2={l2:g}"
+def _col(model: str, hidden: int, l2: float) -> str:
+    return f"h{hidden} L2={l2:g}" if model == ELMAN else f"{model} h{hidden} L2={l2:g}"
+
+
+def _column_order(column: tuple) -> tuple:
+    """(model, hidden, L2) columns: the Elman RNN first, then the other architectures by name."""
+    model, hidden, l2 = column
+    return model != ELMAN, model, hidden, l2
+
+
+def model_label(arch: str | None, options: dict | None = None) -> str:
+    """A run's architecture as the report names it: ``arch``, and each option that differs from the
+    architecture's default (``attention positional=True``); ``elman`` for runs that record none."""
+    from twm.model import MODELS
+
+    arch = arch or ELMAN
+    defaults = MODELS[arch].OPTIONS if arch in MODELS else {}
+    changed = [f"{k}={v}" for k, v in sorted((options or {}).items()) if k in defaults and defaults[k] != v]
+    return " ".join([arch, *changed])
 
 
 def _row_label(task_id: str, label_table: str, label_demo: str) -> str:
@@ -314,8 +335,8 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
     for c in cells:
         info.setdefault(c["task_id"], {"task": c.get("task") or "", "label_table": c["label_table"],
                                        "label_demo": c["label_demo"], "about": ""})
-    by_key = {(c["task_id"], c["hidden"], c["l2"]): c for c in cells}
-    columns = sorted({(c["hidden"], c["l2"]) for c in cells})
+    by_key = {(c["task_id"], c.get("model", ELMAN), c["hidden"], c["l2"]): c for c in cells}
+    columns = sorted({(c.get("model", ELMAN), c["hidden"], c["l2"]) for c in cells}, key=_column_order)
     present = [t for t in tasks if any(k[0] == t for k in by_key)]
     threshold = meta.get("threshold", 0.9)
 
@@ -404,14 +425,14 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
         t = task_id_str(tid)
         row = [label(t)]
         for hidden, l2 in PUBLISHED_COLUMNS:
-            mine = by_key.get((t, hidden, l2))
+            mine = by_key.get((t, ELMAN, hidden, l2))
             row.append(f"{mine['cell'] if mine else 'n/a'} \\| {format_cell(*PUBLISHED_TABLE1[tid][(hidden, l2)])}")
         rows.append(row)
-    lines += _md_table(["task"] + [_col(*c) for c in PUBLISHED_COLUMNS], rows)
+    lines += _md_table(["task"] + [_col(ELMAN, *c) for c in PUBLISHED_COLUMNS], rows)
     incomplete = [c for c in cells if c["n_failed"] or c["n_unfinished"] or c["n_unanalysed"]]
     if incomplete:
         lines += ["", "## Cells with runs left out", ""]
-        lines += [f"- {label(c['task_id'])} {_col(c['hidden'], c['l2'])}: {c['n_failed']} failed, "
+        lines += [f"- {label(c['task_id'])} {_col(c.get('model', ELMAN), c['hidden'], c['l2'])}: {c['n_failed']} failed, "
                   f"{c['n_unfinished']} unfinished, {c['n_unanalysed']} not analysed" for c in incomplete]
     return "\n".join(lines) + "\n"
 
@@ -458,7 +479,23 @@ def run_row(run_dir: Path, state: str, analysis: dict | None, analysis_state: st
         "final_horizon": info.get("final_horizon"), "step_reached_max_horizon": info.get("step_reached_max_horizon"),
         "steps": info.get("steps"), "status": state, "analysis": analysis_state, "run": run_dir.name,
         "mechanism": run_mechanism(analysis, tid, info.get("s", 8), info.get("d", 8)) if tid else None,
+        "model": _run_model(run_dir, analysis),
     }
+
+
+def _run_model(run_dir: Path, analysis: dict | None) -> str:
+    """:func:`model_label` of a run: from its analysis, else from its spec (``elman`` when neither says)."""
+    model = (analysis or {}).get("model")
+    if model:
+        return model_label(model.get("arch"), model.get("options"))
+    from twm.run.folder import RunFolder
+    from twm.run.spec import RunSpec
+
+    try:
+        spec = RunSpec.from_config(RunFolder(run_dir).config()).model
+    except Exception:  # noqa: BLE001  (no readable config: an older or empty folder)
+        return ELMAN
+    return model_label(spec.arch, dict(spec.options))
 
 
 def run_mechanism(analysis: dict | None, task_id: str, s: int, d: int) -> str | None:

@@ -19,6 +19,10 @@ Config → spec (``RunSpec.from_config``):
 ``init``            ``ckpt_path`` of another run: that checkpoint's sha256 and step (``twm.train.from_checkpoint``)
 ``tags``            ``tags``: labels for the summary and W&B (not part of the run's identity)
 ==================  ==========================================================================================
+
+``model.hidden_size: ${budget:N}`` (a resolver registered here) sets the width of any architecture to the one whose
+trainable parameters come closest to N (``twm.model.matched_hidden_size``), so one multirun over ``model=...``
+compares architectures at a matched budget (docs/science.md §9).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 
 from twm.curriculum import CURRICULA, build_curriculum
-from twm.model import MODELS, RecurrentModel, build_model
+from twm.model import MODELS, RecurrentModel, build_model, matched_hidden_size
 from twm.tasks import Task, custom_task, make_task, validate_operator
 
 ARCHITECTURES = tuple(MODELS)
@@ -349,6 +353,28 @@ class RunSpec:
                                     float(sched.get("gamma", 0.1))),
             tags=tuple(str(t) for t in (cfg.get("tags") or ())),
         )
+
+
+def budget_hidden_size(budget, *, _root_) -> int:
+    """The ``${budget:N}`` resolver: the ``hidden_size`` of ``_root_.model`` (its architecture, bias and options) at
+    ``_root_.task``'s ``d`` and ``s`` whose parameter count is closest to ``N`` (docs/science.md §9, Budgets)."""
+    model, task = _root_.model, _root_.task
+    arch = str(model.get("arch", "elman"))
+    if arch not in MODELS:
+        raise ValueError(f"budget: unknown model.arch {arch!r}; known: {', '.join(MODELS)}")
+    if int(budget) < 1:
+        raise ValueError(f"budget: a parameter count >= 1, got {budget!r}")
+    options = {k: model[k] for k in MODELS[arch].OPTIONS if model.get(k) is not None and k != "hidden_size"}
+    return matched_hidden_size(arch, int(budget), int(task.d), int(task.s), bool(model.get("bias", False)), **options)
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("budget", budget_hidden_size, replace=True)
+
+
+_register_resolvers()
 
 
 def _model_spec(model) -> ModelSpec:

@@ -10,6 +10,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+import twm.run.spec  # noqa: F401  (registers the ${budget:N} resolver of model.hidden_size)
 from twm import CONF_DIR
 from twm.model import OptionError
 
@@ -173,7 +174,15 @@ def validate(cfg: DictConfig) -> None:
     model, opt = cfg.model, cfg.optimizer
     if model.arch not in ARCHITECTURES:
         raise ConfigError("model.arch", model.arch, " | ".join(ARCHITECTURES))
-    if int(model.hidden_size) <= 0:
+    try:
+        hidden_size = int(model.hidden_size)
+    except Exception as err:  # a ${budget:N} that cannot be resolved
+        from omegaconf import OmegaConf
+
+        cause = str(err.__cause__ or err).splitlines()[0]
+        raise ConfigError("model.hidden_size", OmegaConf.to_container(model)["hidden_size"],
+                          f"a positive integer or ${{budget:N}} with N >= 1 ({cause})") from None
+    if hidden_size <= 0:
         raise ConfigError("model.hidden_size", model.hidden_size, "a positive integer (the paper uses 32, 64, 128)")
     if opt.name not in OPTIMIZERS:
         raise ConfigError("optimizer.name", opt.name, " | ".join(OPTIMIZERS))
