@@ -162,6 +162,21 @@ def test_kill9_reads_interrupted_at_once(tmp_path):
     assert _steps(run) == list(range(2000))
 
 
+def test_a_kill9_just_after_a_periodic_checkpoint_loses_no_metrics_row(tmp_path):
+    """The CSV logger flushes every 100 steps; a kill the instant the checkpoint of step 20 lands must still leave
+    rows 0-19 on disk (the relaunch continues from step 20 and never rewrites them)."""
+    overrides = _overrides(40, 10)
+    train(compose_train(overrides, tmp_path / "clean"))
+    run = tmp_path / "run"
+    kill = ["+callbacks.kill._target_=tests.helpers.callbacks.KillAfterCheckpoint", "+callbacks.kill.step=20"]
+    proc = _cli("twm.train", *overrides, *kill, f"hydra.run.dir={run}")
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL and RunFolder(run).checkpoint_step() == 20
+    assert _steps(run) == list(range(20))
+    assert _cli("twm.train", *overrides, f"hydra.run.dir={run}").wait(timeout=120) == 0
+    _equal_runs(tmp_path / "clean", run)
+
+
 def test_a_folder_held_by_a_live_process_is_skipped(tmp_path, caplog):
     cfg = compose_train(_overrides(20, 10), tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", (

@@ -25,3 +25,21 @@ class SignalAt(pl.Callback):
 
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class KillAfterCheckpoint(pl.Callback):
+    """SIGKILL this process the instant the run folder has written the checkpoint of step ``step`` (a listener of
+    the folder, called right after the rename): a kill -9 at the worst moment for what the loggers hold."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def setup(self, trainer, pl_module, stage):
+        import os
+        import signal
+
+        def kill(step):
+            if step == self.step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer.strategy.checkpoint_io.folder.checkpoint_listeners.append(kill)

@@ -53,6 +53,7 @@ from twm.run.spec import RunSpec
 from twm.tasks import binary_structure, sample, unrolled_sources
 from twm.train import signals
 from twm.train.job import Job
+from twm.train.lightning import StepCheckpoint
 from twm.train.signals import StopRequested
 
 log = logging.getLogger("twm.ensemble")
@@ -666,7 +667,7 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
                    progress_every: int = 1000, fast_tanh: bool | None = None,
                    matmul: str = "default") -> list[dict | None]:
     """Train compatible jobs as one batched ensemble; each gets exactly what the Lightning engine gives a run:
-    its loggers' ``log_metrics`` every step, its callbacks' hooks (the run's ``ModelCheckpoint`` is replaced by
+    its loggers' ``log_metrics`` every step, its callbacks' hooks (the run's checkpoint callback is replaced by
     this engine's own checkpoint every ``spec.checkpoint_every`` steps, in the same format), its checkpoint, its
     summary (:meth:`RunFolder.finalise`, plus ``ensemble_size``, and ``matmul`` when not ``"default"``). A job
     whose folder is completed is skipped; one with a checkpoint of either engine resumes from it. Returns one summary
@@ -688,7 +689,7 @@ def train_ensemble(jobs: Sequence[Job], device="cpu", progress: Callable[[int, i
     extra = {"ensemble_size": len(jobs)} | ({} if matmul == "default" else {"matmul": matmul})
     members = [jobs[i] for i in todo]
     views = [MemberView(trainer, k, job) for k, job in enumerate(members)]
-    hooks = [[cb for cb in job.callbacks if not isinstance(cb, ModelCheckpoint)] for job in members]
+    hooks = [[cb for cb in job.callbacks if not isinstance(cb, (ModelCheckpoint, StepCheckpoint))] for job in members]
     names = list(trainer.offsets)
     wall0 = [0.0] * len(members)
     for k, job in enumerate(members):

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -144,6 +145,32 @@ def save_step_checkpoint(trainer: pl.Trainer, folder: RunFolder) -> None:
     folder.checksum_path(scratch).unlink(missing_ok=True)
 
 
+class StepCheckpoint(pl.Callback):
+    """``last.ckpt`` every ``every_n_train_steps`` optimizer steps (``callbacks.checkpoint``), written when the next
+    step starts rather than in the batch-end hooks of the step it records, as Lightning's ``ModelCheckpoint`` does:
+    by then the step's metrics are logged, and the loggers are flushed before the checkpoint is written, so a kill
+    at any instant leaves every metrics row before the checkpoint's step on disk. The checkpoint is the one
+    ``ModelCheckpoint`` would have written (:func:`save_step_checkpoint`); the final one is :func:`fit`'s."""
+
+    def __init__(self, every_n_train_steps: int = 500):
+        if int(every_n_train_steps) < 1:
+            raise ValueError(f"callbacks.checkpoint.every_n_train_steps must be >= 1, got {every_n_train_steps}")
+        self.every_n_train_steps = int(every_n_train_steps)
+        self._saved_step: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._saved_step = trainer.global_step  # a resumed run starts from this step's checkpoint
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every_n_train_steps or step == self._saved_step:
+            return
+        for logger in trainer.loggers:
+            logger.save()
+        save_step_checkpoint(trainer, trainer.strategy.checkpoint_io.folder)
+        self._saved_step = step
+
+
 class StopOnSignal(pl.Callback):
     """The step-boundary stop for the signals Lightning leaves alone (SIGUSR1/2, Ctrl-C; SIGTERM is Lightning's):
     before the next step starts, when the last step's metrics are logged, checkpoint it and stop."""
@@ -170,7 +197,7 @@ def fit(spec: RunSpec, folder: RunFolder, loggers=(), callbacks=()) -> None:
         gradient_clip_val=spec.optim.clip, log_every_n_steps=1, deterministic=spec.deterministic,
         precision=spec.precision, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         callbacks=[*callbacks, StopOnSignal(folder)], logger=list(loggers) or False, default_root_dir=str(folder.path),
-        plugins=plugins,
+        plugins=plugins, enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
     )
     try:
         trainer.fit(module, ckpt_path=str(resume) if resume is not None else None)
