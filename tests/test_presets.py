@@ -58,6 +58,18 @@ def test_table1_cpu_jobs_are_the_committed_runs(tmp_path):
         assert _identity(compose_train(["experiment=table1_cpu", *jobs[i]], tmp_path)) == _identity(committed), i
 
 
+def test_architectures_jobs_are_the_committed_runs_at_one_budget(tmp_path):
+    """Job i of ``experiment=architectures`` is run i of experiments/architectures/runs (one job per model and
+    task), and every model's parameters are within 3 % of the budget."""
+    jobs = _jobs(compose_train(["experiment=architectures"], tmp_path))
+    for i in (0, 3, 6, 9, 12, 15, 18, 24, 41):
+        folder = ROOT / f"experiments/architectures/runs/{i}"
+        spec = RunSpec.from_config(compose_train(["experiment=architectures", *jobs[i]], tmp_path))
+        assert spec.identity() == _identity(OmegaConf.load(folder / ".hydra/config.yaml")), i
+        model = json.loads((folder / "analysis.json").read_text())["model"]
+        assert model["hidden_size"] == spec.model.hidden_size and abs(model["parameters"] / 4608 - 1) < 0.03, i
+
+
 def test_waves_jobs_are_the_committed_runs(tmp_path):
     jobs = _jobs(compose_train(["experiment=waves"], tmp_path))
     for job, name in zip(jobs, ("repeat_copy", "signed_shuffle_48")):
