@@ -16,7 +16,8 @@ from twm.train.config import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_JOBS = {"table1": 1920, "table1_cpu": 48, "smoke": 4, "gradient_flow": 1, "gradient_flow_early": 1,
-                 "waves": 2, "length_generalisation": 48, "paper_recipe": 1, "architectures": 42}
+                 "waves": 2, "length_generalisation": 48, "paper_recipe": 1, "architectures": 42,
+                 "init_study": 12}
 
 
 def _options(group):

@@ -26,7 +26,8 @@ STEPS = (100, 200, 500, 1000)
 
 def main() -> None:
     rows, curves = [], defaultdict(list)
-    for path in sorted(RUNS.glob("*/analysis.json"), key=lambda p: int(p.parent.name)):
+    for path in sorted((p for p in RUNS.glob("*/analysis.json") if p.parent.name.isdigit()),
+                       key=lambda p: int(p.parent.name)):  # the 48-run grid (runs/<part>_i: its later columns)
         a = json.loads(path.read_text())
         run, lg = a["run"], a["length_generalisation"]
         acc = np.asarray(lg["accuracy"])

@@ -1,9 +1,10 @@
 """Regenerate this experiment's tables from the committed artefacts (no training, no analysis).
 
-    python experiments/table1/make_tables.py [--collect outputs/sweeps/table1_cpu]
+    python experiments/table1/make_tables.py [--collect outputs/sweeps/table1_cpu [outputs/sweeps/table1_cpu_h32 ...]]
 
 ``--collect`` first copies the small per-run files (``summary.json``, ``analysis.json``, ``.hydra/overrides.yaml``)
-of a finished, analysed sweep into ``runs/``. Then, from ``runs/``: ``results.csv`` (one row per run),
+of finished, analysed sweeps into ``runs/``: job i of ``table1_cpu`` as ``runs/i``, job i of another sweep
+``table1_cpu_<part>`` (complete_grid.sh) as ``runs/<part>_i``. Then, from ``runs/``: ``results.csv`` (one row per run),
 ``table1.md`` and ``table1.json`` (docs/science.md §4 aggregation, beside the published table); from
 ``gpu/results_h*.csv``: ``gpu/table1.md`` (the H200 grid, see README).
 """
@@ -22,17 +23,24 @@ HERE = Path(__file__).resolve().parent
 
 
 def collect(sweep_dir: Path) -> None:
+    part = sweep_dir.name.removeprefix("table1_cpu").lstrip("_")
     for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        dest = HERE / "runs" / job.name
+        dest = HERE / "runs" / (f"{part}_{job.name}" if part else job.name)
         (dest / ".hydra").mkdir(parents=True, exist_ok=True)
         for name in ("summary.json", "analysis.json", ".hydra/overrides.yaml", ".hydra/config.yaml"):
             if (job / name).exists():
                 shutil.copyfile(job / name, dest / name)
 
 
+def _run_order(run: Path) -> tuple:
+    """``runs/i`` (the 48-run grid) first, then ``runs/<part>_i`` by part and job."""
+    part, _, job = run.name.rpartition("_")
+    return part, int(job)
+
+
 def cpu_tables() -> list[dict]:
     rows = []
-    for run in sorted((p for p in (HERE / "runs").iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+    for run in sorted((p for p in (HERE / "runs").iterdir() if p.is_dir()), key=_run_order):
         summary_path, analysis_path = run / "summary.json", run / "analysis.json"
         status = json.loads(summary_path.read_text())["status"] if summary_path.exists() else "unfinished"
         analysis = json.loads(analysis_path.read_text()) if analysis_path.exists() else None
@@ -42,7 +50,9 @@ def cpu_tables() -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
     cells = aggregate(rows)
-    meta = {"sweep_dir": "outputs/sweeps/table1_cpu (runs/ here)",
+    parts = sorted({r["run"].rpartition("_")[0] for r in rows} - {""})
+    sweeps = ", ".join(["outputs/sweeps/table1_cpu", *(f"table1_cpu_{p}" for p in parts)])
+    meta = {"sweep_dir": f"{sweeps} (runs/ here)",
             "counts": {"completed": sum(r["status"] == "completed" for r in rows)}}
     (HERE / "table1.md").write_text(format_table(cells, meta))
     (HERE / "table1.json").write_text(json.dumps(cells, indent=2, default=str) + "\n")
@@ -68,10 +78,10 @@ def gpu_tables() -> list[dict] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collect", type=Path, help="a finished, analysed sweep folder to copy runs/ from")
+    parser.add_argument("--collect", type=Path, nargs="+", help="finished, analysed sweep folders to copy runs/ from")
     args = parser.parse_args()
-    if args.collect:
-        collect(args.collect)
+    for sweep_dir in args.collect or ():
+        collect(sweep_dir)
     for name, cells in (("CPU", cpu_tables() if (HERE / "runs").exists() else None), ("GPU", gpu_tables())):
         if cells:
             print(f"{name}: {len(cells)} cells")
