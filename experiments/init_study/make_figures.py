@@ -97,10 +97,12 @@ def figure(rows: list[dict], path: Path) -> None:
     from twm.tasks import get_task
 
     theory = np.linalg.eigvals(phi(get_task("repeat_copy", s, d).F, s))
-    a_spec.scatter(theory.real, theory.imag, marker="+", s=120, color="black", label="Φ", zorder=4)
+    a_spec.scatter(theory.real, theory.imag, marker="o", s=160, facecolors="none", edgecolors="black", lw=1.2,
+                   label="Φ (4 at each angle)", zorder=2)
     for init in COLOURS:
         eig = np.concatenate([r["eigenvalues"] for r in rows if r["init"] == init])
-        a_spec.scatter(eig.real, eig.imag, s=5, alpha=0.5, color=COLOURS[init], label=f"{init} (all seeds)")
+        a_spec.scatter(eig.real, eig.imag, s=5, alpha=0.5, color=COLOURS[init], label=f"{init} (all seeds)",
+                       zorder=3)
     a_spec.set_aspect("equal")
     a_spec.set_title(f"W_hh eigenvalues, repeat copy s = {s}, d = {d}")
     a_spec.legend(fontsize=8, loc="lower left")
