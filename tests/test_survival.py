@@ -308,3 +308,15 @@ def test_bad_inputs_end_in_one_line(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
     assert not (tmp_path / "gpu").exists() and not (tmp_path / "slurm").exists()
+
+
+def test_an_exported_run_keeps_its_files_and_weights_without_the_optimiser(tmp_path):
+    run = tmp_path / "run"
+    train(compose_train(_overrides(20, 10), run))
+    dest = RunFolder(run).export(tmp_path / "kept", weights=True)
+    for name in (".hydra/config.yaml", "summary.json"):
+        assert (dest / name).read_bytes() == (run / name).read_bytes(), name
+    ckpt = torch.load(dest / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert set(ckpt) == {"state_dict", "global_step"} and ckpt["global_step"] == 20
+    assert all(torch.equal(a, b) for a, b in zip(_weights(run).values(), _weights(dest).values()))
+    assert not (dest / "metrics.csv").exists()

@@ -432,7 +432,8 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
     incomplete = [c for c in cells if c["n_failed"] or c["n_unfinished"] or c["n_unanalysed"]]
     if incomplete:
         lines += ["", "## Cells with runs left out", ""]
-        lines += [f"- {label(c['task_id'])} {_col(c.get('model', ELMAN), c['hidden'], c['l2'])}: {c['n_failed']} failed, "
+        lines += [f"- {label(c['task_id'])} {_col(c.get('model', ELMAN), c['hidden'], c['l2'])}: "
+                  f"{c['n_failed']} failed, "
                   f"{c['n_unfinished']} unfinished, {c['n_unanalysed']} not analysed" for c in incomplete]
     return "\n".join(lines) + "\n"
 

@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from twm.report import model_label  # noqa: E402
+from twm.run.folder import RunFolder  # noqa: E402
 from twm.tasks import custom_task  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -37,11 +38,7 @@ TASK_TITLE = {"repeat_copy": "repeat copy (s = d = 4)", "linear": "signed shuffl
 
 def collect(sweep_dir: Path) -> None:
     for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        dest = RUNS / job.name
-        (dest / ".hydra").mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "analysis.json", ".hydra/overrides.yaml", ".hydra/config.yaml"):
-            if (job / name).exists():
-                shutil.copyfile(job / name, dest / name)
+        RunFolder(job).export(RUNS / job.name)
     for name in ("results.csv", "mechanisms.json"):
         if (sweep_dir / name).exists():
             shutil.copyfile(sweep_dir / name, HERE / name)
@@ -65,7 +62,8 @@ def load_runs() -> list[dict]:
     for path in sorted(RUNS.glob("*/analysis.json"), key=lambda p: int(p.parent.name)):
         a = json.loads(path.read_text())
         summary = json.loads((path.parent / "summary.json").read_text())
-        run, sp, basis, lg, model = a["run"], a["spectral"], a.get("basis") or {}, a["length_generalisation"], a["model"]
+        run, sp, lg, model = a["run"], a["spectral"], a["length_generalisation"], a["model"]
+        basis = a.get("basis") or {}
         acc = np.asarray(lg["accuracy"], dtype=float)
         rows.append({
             "run": path.parent.name, "task": run["task"], "task_id": run["task_id"], "s": run["s"], "d": run["d"],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import matplotlib
@@ -22,10 +21,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from twm.run.folder import RunFolder  # noqa: E402
+from twm.tasks import get_task  # noqa: E402
 from twm.theory import phi  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -37,14 +36,7 @@ SEED = 0  # of the permutation test and the bootstrap
 
 def collect(sweep_dir: Path) -> None:
     for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        dest = RUNS / job.name
-        (dest / ".hydra").mkdir(parents=True, exist_ok=True)
-        (dest / "checkpoints").mkdir(exist_ok=True)
-        for rel in (".hydra/config.yaml", ".hydra/overrides.yaml", "summary.json", "analysis.json"):
-            shutil.copyfile(job / rel, dest / rel)
-        ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-        torch.save({"state_dict": ckpt["state_dict"], "global_step": ckpt["global_step"]},
-                   dest / "checkpoints" / "last.ckpt")
+        RunFolder(job).export(RUNS / job.name, weights=True)
 
 
 def load_runs() -> list[dict]:
@@ -94,8 +86,6 @@ def figure(rows: list[dict], path: Path) -> None:
     circle = np.exp(1j * np.linspace(0, 2 * np.pi, 400))
     a_spec.plot(circle.real, circle.imag, color="grey", lw=0.8)
     s, d = rows[0]["s"], rows[0]["d"]
-    from twm.tasks import get_task
-
     theory = np.linalg.eigvals(phi(get_task("repeat_copy", s, d).F, s))
     a_spec.scatter(theory.real, theory.imag, marker="o", s=160, facecolors="none", edgecolors="black", lw=1.2,
                    label="Φ (4 at each angle)", zorder=2)
@@ -121,7 +111,7 @@ def figure(rows: list[dict], path: Path) -> None:
         a_len.scatter([r["mean_radius"] for r in sub], [_steps(r) for r in sub], color=COLOURS[init], label=init)
     horizon = rows[0]["horizon"]
     a_len.axhline(horizon + 1, color="grey", ls="--", lw=0.8)
-    a_len.text(a_len.get_xlim()[0], horizon + 1, " never below 0.94 (to step %d)" % horizon, va="bottom", fontsize=8)
+    a_len.text(a_len.get_xlim()[0], horizon + 1, f" never below 0.94 (to step {horizon})", va="bottom", fontsize=8)
     a_len.set_xlabel(f"mean |λ| of the eigenvalues above {THRESHOLD}")
     a_len.set_ylabel("first output step below 0.94")
     a_len.set_title("larger eigenvalues, longer generalisation?")
@@ -143,9 +133,9 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows({k: r[k] for k in keys} for r in rows)
-    lines = ["| init | runs | test accuracy | eigenvalues > 0.9 (per seed; Φ: %d) | mean radius of those | largest |λ| | "
-             "first step < 0.94 (per seed) | mean accuracy to output step %d |" % (rows[0]["n_theory"],
-                                                                                   rows[0]["horizon"]),
+    lines = [f"| init | runs | test accuracy | eigenvalues > 0.9 (per seed; Φ: {rows[0]['n_theory']}) | mean radius of "
+             "those | largest |λ| | first step < 0.94 (per seed) | "
+             f"mean accuracy to output step {rows[0]['horizon']} |",
              "|---|---|---|---|---|---|---|---|"]
     for init in COLOURS:
         sub = sorted((r for r in rows if r["init"] == init), key=lambda r: r["seed"])

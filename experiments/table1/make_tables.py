@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 from pathlib import Path
 
 from twm.report import CSV_COLUMNS, aggregate, format_table, run_row
+from twm.run.folder import RunFolder
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,11 +25,7 @@ HERE = Path(__file__).resolve().parent
 def collect(sweep_dir: Path) -> None:
     part = sweep_dir.name.removeprefix("table1_cpu").lstrip("_")
     for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        dest = HERE / "runs" / (f"{part}_{job.name}" if part else job.name)
-        (dest / ".hydra").mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "analysis.json", ".hydra/overrides.yaml", ".hydra/config.yaml"):
-            if (job / name).exists():
-                shutil.copyfile(job / name, dest / name)
+        RunFolder(job).export(HERE / "runs" / (f"{part}_{job.name}" if part else job.name))
 
 
 def _run_order(run: Path) -> tuple:

@@ -14,9 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-
 from twm.analyze import AnalyzeOptions, analyze_run
+from twm.run.folder import RunFolder
 
 HERE = Path(__file__).resolve().parent
 # job numbers of conf/experiment/table1_cpu.yaml: seed 1, hidden 128, L2 0
@@ -25,14 +24,7 @@ RUNS = {"repeat_copy": 6, "signed_shuffle_48": 30}
 
 def collect(sweep_dir: Path) -> None:
     for name, job in RUNS.items():
-        src, dest = sweep_dir / str(job), HERE / f"run_{name}"
-        (dest / ".hydra").mkdir(parents=True, exist_ok=True)
-        (dest / "checkpoints").mkdir(exist_ok=True)
-        for rel in (".hydra/config.yaml", ".hydra/overrides.yaml", "summary.json"):
-            shutil.copyfile(src / rel, dest / rel)
-        ckpt = torch.load(src / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-        torch.save({"state_dict": ckpt["state_dict"], "global_step": ckpt["global_step"]},
-                   dest / "checkpoints" / "last.ckpt")
+        RunFolder(sweep_dir / str(job)).export(HERE / f"run_{name}", weights=True)
 
 
 def main() -> None:

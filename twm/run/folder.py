@@ -571,6 +571,25 @@ class RunFolder:
         spec = self.spec()
         return self._model(spec, ckpt), spec
 
+    def export(self, dest, weights: bool = False) -> Path:
+        """Copy what an experiment commits of this run into the folder ``dest``: its Hydra config and overrides,
+        ``summary.json`` and ``analysis.json`` (those that exist) and, with ``weights``, the trained weights without
+        the optimiser state (``checkpoints/last.ckpt`` with ``state_dict`` and ``global_step``, which
+        :meth:`load_model` reads). Returns ``dest``."""
+        dest = Path(dest)
+        (dest / ".hydra").mkdir(parents=True, exist_ok=True)
+        for name in (CONFIG, ".hydra/overrides.yaml", SUMMARY, "analysis.json"):
+            if (self.path / name).exists():
+                shutil.copyfile(self.path / name, dest / name)
+        if weights:
+            ckpt = self.load_checkpoint()
+            if ckpt is None:
+                raise FileNotFoundError(f"{self.path} has no checkpoint ({CHECKPOINTS}/{LAST})")
+            (dest / CHECKPOINTS).mkdir(exist_ok=True)
+            torch.save({"state_dict": ckpt["state_dict"], "global_step": ckpt["global_step"]},
+                       dest / CHECKPOINTS / LAST)
+        return dest
+
     # -- metrics ---------------------------------------------------------------------------------------------------
     def resume_csv(self, logger, resume_step: int | None) -> None:
         """Open Lightning's ``CSVLogger`` on this folder without losing history. Its writer deletes an existing

@@ -364,7 +364,7 @@ def budget_hidden_size(budget, *, _root_) -> int:
         raise ValueError(f"budget: unknown model.arch {arch!r}; known: {', '.join(MODELS)}")
     if int(budget) < 1:
         raise ValueError(f"budget: a parameter count >= 1, got {budget!r}")
-    options = {k: model[k] for k in MODELS[arch].OPTIONS if model.get(k) is not None and k != "hidden_size"}
+    options = {k: model[k] for k in MODELS[arch].OPTIONS if model.get(k) is not None}
     return matched_hidden_size(arch, int(budget), int(task.d), int(task.s), bool(model.get("bias", False)), **options)
 
 
