@@ -17,7 +17,7 @@ from twm.train.config import validate
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_JOBS = {"table1": 1920, "table1_cpu": 48, "smoke": 4, "gradient_flow": 1, "gradient_flow_early": 1,
                  "waves": 2, "length_generalisation": 48, "paper_recipe": 1, "architectures": 42,
-                 "init_study": 12}
+                 "init_study": 12, "recipe_study": 12, "table1_seeds": 12, "compression": 3}
 
 
 def _options(group):
@@ -69,6 +69,25 @@ def test_architectures_jobs_are_the_committed_runs_at_one_budget(tmp_path):
         assert spec.identity() == _identity(OmegaConf.load(folder / ".hydra/config.yaml")), i
         model = json.loads((folder / "analysis.json").read_text())["model"]
         assert model["hidden_size"] == spec.model.hidden_size and abs(model["parameters"] / 4608 - 1) < 0.03, i
+
+
+def test_recipe_study_arms_are_the_paper_recipe_and_the_table1_runs(tmp_path):
+    """``recipe=paper`` jobs are ``experiment=paper_recipe`` at hidden 128; ``recipe=released`` jobs are the
+    committed Table-1 runs of the same task and seed (hidden 128, L2 0, threshold 0.98: table1_cpu jobs 6 and 30)."""
+    jobs = _jobs(compose_train(["experiment=recipe_study"], tmp_path))
+    table1 = {("repeat_copy", "1"): 6, ("signed_shuffle_48", "1"): 30}
+    for job in jobs:
+        options = dict(item.split("=") for item in job)
+        spec = RunSpec.from_config(compose_train(["experiment=recipe_study", *job], tmp_path))
+        if options["recipe"] == "paper":
+            paper = compose_train(["experiment=paper_recipe", f"task={options['task']}", f"seed={options['seed']}"],
+                                  tmp_path)
+            assert spec.identity() == _identity(paper) and spec.steps == 45000, job
+        else:
+            assert spec.steps == 20000 and spec.curriculum.kind == "ladder" and not spec.scheduler.active, job
+            if (options["task"], options["seed"]) in table1:
+                folder = ROOT / f"experiments/table1/runs/{table1[options['task'], options['seed']]}"
+                assert spec.identity() == _identity(OmegaConf.load(folder / ".hydra/config.yaml")), job
 
 
 def test_waves_jobs_are_the_committed_runs(tmp_path):
