@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twm.analysis import FixedPointNotFound, compare_spectra, jacobian, spectral_comparison, spectral_radius
+from twm.analysis import FixedPointNotFound, angle_counts, compare_spectra, jacobian, spectral_comparison, spectral_radius
 from twm.tasks import TASK_NAMES, get_task
 from twm.theory import cycle_coordinates, embed, phi, predicted_eigenvalues
 
@@ -173,3 +173,16 @@ def test_optimal_matching_equals_the_brute_force_optimum(seed):
     best = min(np.mean(cost[np.arange(7), list(p)]) for p in permutations(range(7)))
     result = compare_spectra(learned, theory)
     assert result.error_optimal == pytest.approx(best, abs=1e-12) and result.error >= best - 1e-12
+
+
+def test_angle_counts_by_hand():
+    """Φ of repeat copy with s = 3, d = 2 (the cube roots of unity, twice each) plus two zeros; learned eigenvalues
+    placed by hand: one at -1.7 degrees belongs to 0 degrees (angles wrap), one at 151.8 degrees to 120, one below
+    the threshold to none."""
+    w = np.exp(2j * np.pi / 3)
+    theory = np.array([1, 1, w, w, w**2, w**2, 0, 0])
+    learned = np.array([1.01 * np.exp(0.02j), 0.95 * np.exp(-0.03j), 0.97 * w * np.exp(0.1j),
+                        1.2 * w**2 * np.exp(-0.2j), 0.5, 0.92 * np.exp(1j * (np.pi - 0.3))])
+    counts = angle_counts(learned, theory, threshold=0.9)
+    assert [(round(a, 6), t, k) for a, t, k in counts] == [(0.0, 2, 2), (120.0, 2, 2), (240.0, 2, 1)]
+    assert angle_counts(learned, theory, threshold=1.1) == [(0.0, 2, 0), (120.0, 2, 0), (240.0, 2, 1)]

@@ -7,7 +7,6 @@ created or leaked), saves it to ``path`` when given (parent folders are created)
 from __future__ import annotations
 
 import textwrap
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from twm.analysis.basis import normalise_for_display
-from twm.analysis.spectra import as_numpy
+from twm.analysis.spectra import angle_counts, as_numpy
 from twm.theory import predicted_eigenvalues
 
 
@@ -41,26 +40,20 @@ def _save(fig: Figure, path) -> Figure:
 # --------------------------------------------------------------------------------------------------------------
 # Fig. 6 / 8B: the learned spectrum over Φ's
 # --------------------------------------------------------------------------------------------------------------
-def _angle_groups(values) -> list[tuple[float, int]]:
-    """``[(angle in degrees [0, 360), count), ...]`` of the unit-modulus values (Φ's), sorted by angle."""
-    unit = values[np.abs(values) > 0.5]
-    deg = np.round(np.mod(np.degrees(np.angle(unit)), 360.0), 6)
-    deg[deg >= 360.0] = 0.0
-    return sorted(Counter(deg.tolist()).items())
-
-
 def plot_spectrum(eigenvalues, F, s: int, path=None, threshold: float = 0.9, comparison=None,
                   title: str | None = None) -> Figure:
     """Learned eigenvalues (dots) over Φ's predicted ones (rings) in the complex plane (Fig. 6 / 8B).
 
     ``eigenvalues``: ``(n,)`` complex (e.g. of ``W_hh``); ``F``: ``(s*d, d)``. Draws the unit circle, the
     ``threshold`` circle (dashed), a ray per angle of Φ's unit-modulus eigenvalues with its multiplicity in a box,
-    and Φ's zero eigenvalues as one ring at the origin with their count. ``comparison``: a
+    boxed as ``learned/Φ``: the learned eigenvalues above ``threshold`` nearest that direction against Φ's
+    multiplicity (:func:`~twm.analysis.spectra.angle_counts`), and Φ's zero eigenvalues as one ring at the origin
+    with their count. ``comparison``: a
     :class:`~twm.analysis.spectra.SpectralComparison`, whose error goes in the title.
     """
     lam = as_numpy(eigenvalues, np.complex128).ravel()
     theory = predicted_eigenvalues(F, s)
-    groups = _angle_groups(theory)
+    groups = angle_counts(lam, theory, threshold)
     n_zero = int(np.sum(np.abs(theory) < 0.5))
     fig = _figure(6.4, 7.0)
     ax = fig.add_subplot(1, 1, 1)
@@ -79,18 +72,19 @@ def plot_spectrum(eigenvalues, F, s: int, path=None, threshold: float = 0.9, com
     fontsize = 8 if len(groups) <= 16 else 6.5
     previous = None
     use_alt = False
-    for deg, count in groups:
+    for deg, count, n_learned in groups:
         rad = np.radians(deg)
         ax.plot([0, np.cos(rad)], [0, np.sin(rad)], color="tab:orange", lw=0.5, alpha=0.35, zorder=0)
-        if sparse and count == 1:
+        if sparse and count == 1 and n_learned == 1:
             continue
         use_alt = (not use_alt) if previous is not None and deg - previous < gap else False
         previous = deg
         r = r_alt if use_alt else r_label
-        ax.text(r * np.cos(rad), r * np.sin(rad), str(count), ha="center", va="center", fontsize=fontsize,
+        ax.text(r * np.cos(rad), r * np.sin(rad), f"{n_learned}/{count}", ha="center", va="center", fontsize=fontsize,
                 bbox={"boxstyle": "round,pad=0.18", "fc": "white", "ec": "tab:orange", "lw": 0.6}, zorder=4)
     unit = theory[np.abs(theory) > 0.5]
-    label = f"Φ: {len(unit)} with |λ| = 1 (boxes: count per angle{'; unboxed rays: 1' if sparse else ''})"
+    label = (f"Φ: {len(unit)} with |λ| = 1 (boxes: learned/Φ count per angle"
+             f"{'; unboxed rays: 1/1' if sparse else ''})")
     if n_zero:
         label += f", {n_zero} at 0"
         ax.scatter([0], [0], s=70, facecolors="none", edgecolors="tab:orange", lw=1.2, zorder=2)

@@ -263,3 +263,25 @@ def spectral_comparison(W_hh, F, s: int, threshold: float = 0.9, b=None, states=
 def spectral_radius(W_hh) -> float:
     """``max |λ(W_hh)|`` (docs/science.md §6). ``W_hh``: ``(n, n)`` array or tensor."""
     return float(np.max(np.abs(np.linalg.eigvals(as_numpy(W_hh)))))
+
+
+def angle_counts(learned, theory, threshold: float = 0.9) -> list[tuple[float, int, int]]:
+    """Eigenvalues per direction (Figs. 6, 8B, 9A): for each angle of Φ's unit-modulus eigenvalues, Φ's count and
+    how many learned eigenvalues with ``|λ| > threshold`` lie nearest that direction.
+
+    ``learned``: ``(n,)`` complex; ``theory``: ``(m,)`` complex (``predicted_eigenvalues``; those with modulus
+    below 0.5, Φ's zeros, have no direction). Returns ``[(angle in degrees [0, 360), n_theory, n_learned), ...]``
+    sorted by angle; the learned counts sum to the number of learned eigenvalues above ``threshold``.
+    """
+    lam = np.asarray(learned, dtype=np.complex128).ravel()
+    theory = np.asarray(theory, dtype=np.complex128).ravel()
+    unit = theory[np.abs(theory) > 0.5]
+    deg = np.round(np.mod(np.degrees(np.angle(unit)), 360.0), 6)
+    deg[deg >= 360.0] = 0.0
+    angles, n_theory = np.unique(deg, return_counts=True)
+    n_learned = np.zeros(len(angles), dtype=np.int64)
+    above = lam[np.abs(lam) > threshold]
+    if len(angles) and above.size:
+        nearest = np.argmin(angle_differences(above, np.exp(1j * np.radians(angles))), axis=1)
+        n_learned = np.bincount(nearest, minlength=len(angles))
+    return [(float(a), int(t), int(k)) for a, t, k in zip(angles, n_theory, n_learned)]
