@@ -6,7 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twm.analysis import FixedPointNotFound, angle_counts, compare_spectra, jacobian, spectral_comparison, spectral_radius
+from twm.analysis import (
+    FixedPointNotFound,
+    angle_counts,
+    compare_spectra,
+    jacobian,
+    spectral_comparison,
+    spectral_radius,
+)
 from twm.tasks import TASK_NAMES, get_task
 from twm.theory import cycle_coordinates, embed, phi, predicted_eigenvalues
 
