@@ -5,8 +5,10 @@
 ``--collect`` first copies the small per-run files (``summary.json``, ``analysis.json``, ``.hydra/overrides.yaml``)
 of finished, analysed sweeps into ``runs/``: job i of ``table1_cpu`` as ``runs/i``, job i of another sweep
 ``table1_cpu_<part>`` (complete_grid.sh) as ``runs/<part>_i``. Then, from ``runs/``: ``results.csv`` (one row per run),
-``table1.md`` and ``table1.json`` (docs/science.md §4 aggregation, beside the published table); from
-``gpu/results_h*.csv``: ``gpu/table1.md`` (the H200 grid, see README).
+``table1.md`` and ``table1.json`` (docs/science.md §4 aggregation, beside the published table),
+``gradient_decay.json`` and ``gradient_decay.png`` (Fig. 5's claim over every run whose analysis has the post-hoc
+gradient-decay section: the decay rate r of the final network against max|λ(W_hh)|); from ``gpu/results_h*.csv``:
+``gpu/table1.md`` (the H200 grid, see README).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import csv
 import json
 from pathlib import Path
 
+from twm.analysis import decay_against_radius, plot_decay_against_radius
 from twm.report import CSV_COLUMNS, aggregate, format_table, run_row
 from twm.run.folder import RunFolder
 
@@ -55,6 +58,40 @@ def cpu_tables() -> list[dict]:
     return cells
 
 
+def gradient_decay(rate_tol: float = 0.05) -> dict | None:
+    """r against max|λ(W_hh)| per run (docs/science.md §6), over all runs and split by hidden size and by whether
+    the run learned its task (test accuracy above 0.6) or stayed at chance."""
+    points = []
+    for run in sorted((p for p in (HERE / "runs").iterdir() if p.is_dir()), key=_run_order):
+        path = run / "analysis.json"
+        analysis = json.loads(path.read_text()) if path.exists() else {}
+        decay = analysis.get("gradient_decay")
+        if decay:
+            info = analysis["run"]
+            points.append({"run": run.name, **{k: info[k] for k in ("task", "hidden_size", "l2", "threshold", "seed",
+                                                                      "test_accuracy")},
+                           **{k: decay[k] for k in ("decay_rate", "max_abs_eig")}})
+    if not points:
+        return None
+
+    def summary(rows):
+        return decay_against_radius([p["max_abs_eig"] for p in rows], [p["decay_rate"] for p in rows], rate_tol)
+
+    result = {"n_runs": len(points), "rate_tol": rate_tol, "summary": summary(points),
+              "by_hidden": {str(h): summary([p for p in points if p["hidden_size"] == h])
+                            for h in sorted({p["hidden_size"] for p in points})},
+              "learned": summary([p for p in points if p["test_accuracy"] > 0.6]),
+              "at_chance": summary([p for p in points if p["test_accuracy"] <= 0.6]), "points": points}
+    (HERE / "gradient_decay.json").write_text(json.dumps(result, indent=2) + "\n")
+    s = result["summary"]
+    plot_decay_against_radius([p["max_abs_eig"] for p in points], [p["decay_rate"] for p in points],
+                              [p["task"] for p in points], HERE / "gradient_decay.png",
+                              rate_tol, title=f"Table-1 runs, final networks: {s['n']} runs; |r| < {rate_tol:g} in "
+                                              f"{s['above_1']['n_flat']}/{s['above_1']['n']} with max|λ| > 1, "
+                                              f"{s['at_most_1']['n_flat']}/{s['at_most_1']['n']} with max|λ| ≤ 1")
+    return result
+
+
 def gpu_tables() -> list[dict] | None:
     paths = sorted((HERE / "gpu").glob("results_h*.csv"))
     if not paths:
@@ -84,6 +121,11 @@ def main() -> None:
             for c in cells:
                 print(f"  {c['label_table']:>3} h{c['hidden']:<4} l2={c['l2']:<6} {c['cell']:>16}  "
                       f"count-matched {c['n_defined']}/{c['n_runs']}  published {(c['published'] or {}).get('cell')}")
+
+
+    decay = gradient_decay() if (HERE / "runs").exists() else None
+    if decay:
+        print(json.dumps({k: decay[k] for k in ("n_runs", "summary", "by_hidden", "learned", "at_chance")}, indent=1))
 
 
 if __name__ == "__main__":
