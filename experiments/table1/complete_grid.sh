@@ -5,8 +5,9 @@
 # Then analyse each sweep and collect the runs:
 #   twm-analyze sweep_dir=outputs/sweeps/table1_cpu_t090 workers=2     (and table1_cpu_h32, table1_cpu_l2_10)
 #   python experiments/table1/make_tables.py --collect outputs/sweeps/table1_cpu_t090 ...
-# Not yet run to completion: on an idle 2-core machine it needs several hours (the hidden-128 runs at threshold 0.9
-# dominate); one lent GPU session trains it in minutes (benchmarks/gpu_session.sh).
+# All three ran to completion on the 2-core development machine, in pieces over several sessions (each relaunch
+# resumed); the threshold-0.9 multirun alone needs about an hour of both cores. A lent GPU trains all of it in
+# minutes (benchmarks/gpu_session.sh).
 set -euo pipefail
 shard=${1:?shard 0 or 1}
 PY=${PY:-.venv/bin/python}
