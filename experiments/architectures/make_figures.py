@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from twm.report import model_label  # noqa: E402
 from twm.run.folder import RunFolder  # noqa: E402
+from twm.sweep import run_dirs  # noqa: E402
 from twm.tasks import custom_task  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +38,7 @@ TASK_TITLE = {"repeat_copy": "repeat copy (s = d = 4)", "linear": "signed shuffl
 
 
 def collect(sweep_dir: Path) -> None:
-    for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+    for job in run_dirs(sweep_dir):
         RunFolder(job).export(RUNS / job.name)
     for name in ("results.csv", "mechanisms.json"):
         if (sweep_dir / name).exists():

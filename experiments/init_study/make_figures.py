@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from twm.run.folder import RunFolder  # noqa: E402
+from twm.sweep import run_dirs  # noqa: E402
 from twm.tasks import get_task  # noqa: E402
 from twm.theory import phi  # noqa: E402
 
@@ -35,7 +36,7 @@ SEED = 0  # of the permutation test and the bootstrap
 
 
 def collect(sweep_dir: Path) -> None:
-    for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+    for job in run_dirs(sweep_dir):
         RunFolder(job).export(RUNS / job.name, weights=True)
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from twm.analysis import decay_against_radius, plot_decay_against_radius
 from twm.report import CSV_COLUMNS, aggregate, format_table, run_row
 from twm.run.folder import RunFolder
+from twm.sweep import run_dirs
 
 HERE = Path(__file__).resolve().parent
 
 
 def collect(sweep_dir: Path) -> None:
     part = sweep_dir.name.removeprefix("table1_cpu").lstrip("_")
-    for job in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+    for job in run_dirs(sweep_dir):
         RunFolder(job).export(HERE / "runs" / (f"{part}_{job.name}" if part else job.name))
 
 
