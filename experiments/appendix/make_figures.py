@@ -3,9 +3,11 @@ W_hh in the variable-memory basis (Algorithm 1) and the hidden state in that bas
 
     python experiments/appendix/make_figures.py [--collect-tasks outputs/sweeps/table1_cpu_t090]
                                                 [--collect-compression outputs/sweeps/compression]
+                                                [--collect-compression-paper outputs/sweeps/compression_paper]
 
 ``--collect-*`` copies the config, summary and weights (not the optimiser state) of the chosen runs into
-``tasks/<task>/`` and ``compression/seed_<k>/``. Then ``twm.analyze.analyze_run`` writes each run's
+``tasks/<task>/``, ``compression/seed_<k>/`` and ``compression_paper/seed_<k>/`` (the same runs with the paper's
+45 000-step recipe). Then ``twm.analyze.analyze_run`` writes each run's
 ``analysis.json`` and PNGs; this script tiles them into ``fig*.png`` and writes ``results.json``. Fig. 10 reuses the
 committed s = d = 8 repeat-copy network of experiments/waves (its analysis is read, not redone).
 """
@@ -22,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from twm.analysis import angle_counts, angle_differences  # noqa: E402
+from twm.analysis import angle_counts, angle_differences, plot_spectrum, spectral_comparison  # noqa: E402
 from twm.analyze import AnalyzeOptions, analyze_run  # noqa: E402
 from twm.run.folder import RunFolder  # noqa: E402
 from twm.theory import predicted_eigenvalues  # noqa: E402
@@ -36,15 +38,17 @@ TASK_JOBS = {"repeat_copy": 8, "staggered_copy": 24, "signed_shuffle_48": 40, "s
 LABELS = {"repeat_copy": "repeat copy (T1)", "staggered_copy": "staggered copy (T2; demo T3)",
           "signed_shuffle_48": "signed_shuffle_48 (T3; demo T2)", "signed_shuffle_70": "signed_shuffle_70 (T4)"}
 COMPRESSION_SEEDS = (1, 2, 3)  # jobs 0-2 of experiment=compression
+# folder here -> how it was trained (experiment=compression, then with recipe=paper)
+COMPRESSION = {"compression": "20 000 steps, released recipe", "compression_paper": "45 000 steps, paper's recipe"}
 
 
-def collect(tasks: Path | None, compression: Path | None) -> None:
+def collect(tasks: Path | None, compression: dict[str, Path | None]) -> None:
     if tasks:
         for name, job in TASK_JOBS.items():
             RunFolder(tasks / str(job)).export(HERE / "tasks" / name, weights=True)
-    if compression:
-        for job, seed in enumerate(COMPRESSION_SEEDS):
-            RunFolder(compression / str(job)).export(HERE / "compression" / f"seed_{seed}", weights=True)
+    for folder, sweep in compression.items():
+        for job, seed in enumerate(COMPRESSION_SEEDS if sweep else ()):
+            RunFolder(sweep / str(job)).export(HERE / folder / f"seed_{seed}", weights=True)
 
 
 def describe(run_dir: Path, analysis: dict) -> dict:
@@ -85,9 +89,18 @@ def tile(pngs: list[Path], titles: list[str], path: Path, columns: int, suptitle
     plt.close(fig)
 
 
-def plot_cluster_counts(rows: list[dict], path: Path) -> None:
-    """Fig. 9A as bars: learned eigenvalues above the threshold per direction of Φ, one bar per seed."""
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+def plot_cluster_counts(panels: dict[str, list[dict]], path: Path) -> None:
+    """Fig. 9A as bars: learned eigenvalues above the threshold per direction of Φ, one bar per seed, one panel per
+    training recipe."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
+    for ax, (what, rows) in zip(axes[:, 0], panels.items()):
+        _cluster_bars(ax, rows, what)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _cluster_bars(ax, rows: list[dict], what: str) -> None:
     width = 0.8 / len(rows)
     for k, row in enumerate(rows):
         learned = [a["learned"] for a in row["per_angle"]]
@@ -99,15 +112,11 @@ def plot_cluster_counts(rows: list[dict], path: Path) -> None:
     ax.set_xticks(np.arange(len(theory)), [f"{a['angle']:.1f}°" for a in rows[0]["per_angle"]], rotation=60,
                   fontsize=8)
     ax.set_ylabel("eigenvalues per direction")
-    ax.set_title(f"repeat copy s = {rows[0]['s']}, d = {rows[0]['d']}, hidden {rows[0]['hidden']}: "
-                 f"learned eigenvalues with |λ| > {THRESHOLD:g} per direction of Φ "
-                 "(paper Fig. 9A: 3-4 of 5, 63 in all)",
-                 fontsize=10)
+    ax.set_title(f"repeat copy s = {rows[0]['s']}, d = {rows[0]['d']}, hidden {rows[0]['hidden']}, {what}: "
+                 f"eigenvalues with |λ| > {THRESHOLD:g} per direction of Φ (paper Fig. 9A: 3-4 of 5, 63 in all)",
+                 fontsize=9)
     ax.set_ylim(0, max(theory) + 1.6)
     ax.legend(fontsize=8, ncol=4, loc="upper center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def analysed(run_dir: Path) -> dict:
@@ -118,9 +127,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collect-tasks", type=Path)
     parser.add_argument("--collect-compression", type=Path)
+    parser.add_argument("--collect-compression-paper", type=Path)
     args = parser.parse_args()
-    collect(args.collect_tasks, args.collect_compression)
-    results: dict = {"tasks": {}, "compression": [], "repeat_copy_s8_d8": None}
+    collect(args.collect_tasks, {"compression": args.collect_compression,
+                                 "compression_paper": args.collect_compression_paper})
+    results: dict = {"tasks": {}, **{folder: [] for folder in COMPRESSION}, "repeat_copy_s8_d8": None}
 
     task_dirs = {name: HERE / "tasks" / name for name in TASK_JOBS}
     for name, run_dir in task_dirs.items():
@@ -135,25 +146,34 @@ def main() -> None:
          ["A: Ψ* W_hh Ψ", "B: spectrum vs Φ", "C, D: hidden state, standard and variable-memory basis"],
          HERE / "fig11_signed_shuffle_48.png", 3, "Fig. 11: compose copy T3 (signed_shuffle_48), s = d = 8")
 
-    seed_dirs = [HERE / "compression" / f"seed_{seed}" for seed in COMPRESSION_SEEDS]
-    results["compression"] = [describe(d, analysed(d)) for d in seed_dirs]
-    plot_cluster_counts(results["compression"], HERE / "fig9a_cluster_counts.png")
-    tile([d / "analysis/spectrum.png" for d in seed_dirs], [f"seed {s}" for s in COMPRESSION_SEEDS],
-         HERE / "fig8b_9a_spectra.png", 3,
+    trained = [folder for folder in COMPRESSION if (HERE / folder).is_dir()]
+    for folder in trained:
+        results[folder] = [describe(d, analysed(d)) for d in (HERE / folder).glob("seed_*")]
+        results[folder].sort(key=lambda row: row["seed"])
+    plot_cluster_counts({COMPRESSION[f]: results[f] for f in trained}, HERE / "fig9a_cluster_counts.png")
+    tile([HERE / f / f"seed_{s}" / "analysis/spectrum.png" for f in trained for s in COMPRESSION_SEEDS],
+         [f"seed {s}, {COMPRESSION[f]}" for f in trained for s in COMPRESSION_SEEDS], HERE / "fig8b_9a_spectra.png", 3,
          "Figs. 8B, 9A: repeat copy s = 16, d = 5 (Φ: 80 eigenvalues on 16 directions)")
-    first = seed_dirs[0]
+    first = HERE / "compression" / "seed_1"
     tile([first / "analysis/weights_in_basis.png", first / "analysis/hidden_waves.png"],
          ["A / 9B: Ψ* W_hh Ψ", "C, D: hidden state, standard and variable-memory basis"],
          HERE / "fig8_9_seed_1.png", 2, "Figs. 8, 9: repeat copy s = 16, d = 5, seed 1", size=6.0)
 
     waves = WAVES / "run_repeat_copy"
     results["repeat_copy_s8_d8"] = describe(waves, json.loads((waves / "analysis.json").read_text()))
-    tile([WAVES / f"repeat_copy_{p}.png" for p in ("weights_in_basis", "spectrum", "hidden_waves")],
+    model, spec = RunFolder(waves).load_model()
+    W_hh = model.operator().double().numpy()
+    spectrum = HERE / "fig10_spectrum.png"
+    plot_spectrum(np.linalg.eigvals(W_hh), spec.task.F, spec.task.s, spectrum,
+                  comparison=spectral_comparison(W_hh, spec.task.F, spec.task.s),
+                  title="repeat_copy, hidden 128, seed 1: spectrum vs Φ")
+    tile([WAVES / "repeat_copy_weights_in_basis.png", spectrum, WAVES / "repeat_copy_hidden_waves.png"],
          ["A: Ψ* W_hh Ψ", "B: spectrum vs Φ", "C, D: hidden state, standard and variable-memory basis"],
          HERE / "fig10_repeat_copy_s8_d8.png", 3, "Fig. 10: repeat copy s = d = 8 (experiments/waves network)")
 
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    for name, row in [*results["tasks"].items(), *((f"s16d5 seed {r['seed']}", r) for r in results["compression"]),
+    for name, row in [*results["tasks"].items(),
+                      *((f"s16d5 {f} seed {r['seed']}", r) for f in trained for r in results[f]),
                       ("s8d8 (waves)", results["repeat_copy_s8_d8"])]:
         print(f"{name}: {row['n_learned']}/{row['n_theory']} modes, error {row['spectral_error']}, "
               f"support {row['support_match']}, test {row['test_accuracy']:.3f}")
