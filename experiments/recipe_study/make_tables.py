@@ -7,7 +7,8 @@ from the committed run files (no training).
 ``runs/<job>``. Then ``results.csv`` (one row per run), ``results.md`` (per recipe and task: test accuracy, spectral
 error, counts, steps to H = 100, wall time; the released arm against the committed Table-1 runs of the same config)
 and, for the repeat-copy networks, the accuracy per output step out to ``LONG_HORIZON`` (``long_horizon.json``,
-``long_horizon.png``: the analysis stops at 1 000, where the paper-recipe networks have not failed yet).
+``long_horizon.png``: the analysis stops at 1 000, where the paper-recipe networks have not failed yet), set beside
+every other committed count-matched repeat-copy network (``angle_horizon.json``, ``angle_horizon.png``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import csv
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from omegaconf import OmegaConf
 
-from twm.analysis import length_generalisation, plot_length_generalisation
-from twm.run.folder import RunFolder
-from twm.sweep import run_dirs
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from twm.analysis import length_generalisation, plot_length_generalisation  # noqa: E402
+from twm.run.folder import RunFolder  # noqa: E402
+from twm.sweep import run_dirs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TABLE1 = HERE.parent / "table1" / "runs"
@@ -122,6 +127,59 @@ def long_horizon(rows: list[dict]) -> dict:
     return result
 
 
+def committed_repeat_copy(seen: list[float]) -> list[dict]:
+    """Every other committed count-matched repeat-copy network whose length test ended before step 1 000:
+    spectral error, first output step below 0.94 and where it comes from (analysis.json files only). A network
+    committed twice (its spectral error within 1e-9 rad of one in ``seen`` or already taken) counts once."""
+    points = []
+    seen = list(seen)
+    for path in sorted(HERE.parent.glob("*/run*/**/analysis.json")):
+        if HERE in path.parents or "appendix" in path.parts:
+            continue
+        analysis = json.loads(path.read_text())
+        info, spectral = analysis["run"], analysis["spectral"]
+        first = (analysis.get("length_generalisation") or {}).get("first_below")
+        if info.get("task") != "repeat_copy" or not (spectral.get("counts_match") and first and spectral.get("error")):
+            continue
+        if any(abs(spectral["error"] - e) < 1e-9 for e in seen):
+            continue
+        seen.append(spectral["error"])
+        points.append({"run": str(path.parent.relative_to(HERE.parent)), "s": info["s"], "d": info["d"],
+                           "spectral_error": spectral["error"], "first_below": first})
+    return points
+
+
+def plot_angle_horizon(long: dict, others: list[dict], path: Path) -> dict:
+    """First output step below 0.94 against the spectral error, with the curves drift = error x step; returns the
+    range of the drift over all points."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    drifts = []
+    for recipe, marker in (("released", "o"), ("paper", "s")):
+        pts = [v for v in long.values() if v["recipe"] == recipe and v["first_below"]]
+        ax.scatter([v["spectral_error"] for v in pts], [v["first_below"] for v in pts], marker=marker, s=40,
+                   label=f"recipe_study, {recipe} recipe (s = d = 8)", zorder=3)
+        drifts += [v["phase_drift_at_first_below"] for v in pts]
+    for (s, d), colour in (((8, 8), "tab:green"), ((8, 4), "tab:purple"), ((4, 4), "tab:brown")):
+        pts = [p for p in others if (p["s"], p["d"]) == (s, d)]
+        if pts:
+            ax.scatter([p["spectral_error"] for p in pts], [p["first_below"] for p in pts], s=18, color=colour,
+                       alpha=0.8, label=f"other experiments, s = {s}, d = {d} ({len(pts)})")
+            drifts += [p["spectral_error"] * p["first_below"] for p in pts]
+    x = np.linspace(5e-5, 8e-4, 200)
+    for c, style in ((0.1, ":"), (0.16, "--"), (0.3, ":")):
+        ax.plot(x, c / x, color="0.4", ls=style, lw=1, label=f"error × step = {c} rad")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("spectral error δ (rad)")
+    ax.set_ylabel("first output step below 0.94")
+    ax.set_title("repeat copy: angular error sets the generalisation horizon", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"n": len(drifts), "min": float(min(drifts)), "median": float(np.median(drifts)), "max": float(max(drifts))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collect", type=Path)
@@ -129,6 +187,10 @@ def main() -> None:
     if args.collect:
         collect(args.collect)
     rows = load_rows()
+    long = long_horizon(rows)
+    others = committed_repeat_copy([v["spectral_error"] for v in long.values()])
+    drift = plot_angle_horizon(long, others, HERE / "angle_horizon.png")
+    (HERE / "angle_horizon.json").write_text(json.dumps({"drift": drift, "others": others}, indent=2) + "\n")
     with (HERE / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
         writer.writeheader()
@@ -143,7 +205,9 @@ def main() -> None:
             + "".join(f"| {run} | {v['recipe']} | {v['seed']} | {v['spectral_error']:.2e} | {v['first_below']} | "
                       f"{v['mean_accuracy']:.4f} | "
                       f"{_rounded(v['phase_drift_at_first_below'])} |\n"
-                      for run, v in long_horizon(rows).items()))
+                      for run, v in long.items())
+            + f"\nerror x first step over these and {len(others)} other committed networks: "
+            + f"{drift['min']:.3f}-{drift['max']:.3f} rad, median {drift['median']:.3f} (angle_horizon.png)\n")
     (HERE / "results.md").write_text(text)
     print(text)
 
