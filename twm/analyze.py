@@ -614,30 +614,37 @@ def _chunk(items: list, chunk, n_chunks) -> list:
     return items[int(chunk)::int(n_chunks)]
 
 
-def sweep_gradient_decay(sweep_dir, rate_tol: float = 0.05, plots: bool = True, write: bool = True) -> dict:
-    """Fig. 5's claim over a sweep: the final network's decay rate r against its ``max|λ(W_hh)|``, one point per run
-    whose ``analysis.json`` has a ``gradient_decay`` section. Returns (and with ``write`` stores as
-    ``<sweep>/gradient_decay.json``, with ``plots`` drawn as ``<sweep>/gradient_decay.png``, coloured by task):
-    ``sweep_dir``, ``points`` (per run: ``run``, task, task_id, hidden_size, l2, threshold, seed, test_accuracy,
-    ``decay_rate``, ``decay_rate_first``, ``max_abs_eig``), ``summary`` (:func:`twm.analysis.decay_against_radius`
-    over all runs) and ``by_task`` (the same per task)."""
-    from twm.analysis import decay_against_radius, plot_decay_against_radius
-    from twm.sweep import run_dirs
-
-    sweep_dir = Path(sweep_dir)
+def gradient_decay_points(runs) -> list[dict]:
+    """One point per run folder in ``runs`` whose ``analysis.json`` has a ``gradient_decay`` section (others are
+    skipped): ``run`` (the folder name), task, task_id, hidden_size, l2, threshold, seed, test_accuracy,
+    ``decay_rate``, ``decay_rate_first``, ``max_abs_eig``."""
     points = []
-    for run in run_dirs(sweep_dir):
+    for run in runs:
         try:
-            stored = json.loads((run / ANALYSIS).read_text())
+            stored = json.loads((Path(run) / ANALYSIS).read_text())
         except (OSError, ValueError):
             continue
         decay = stored.get(GRADIENT_DECAY)
         if not decay:
             continue
         info = stored.get("run") or {}
-        points.append({"run": run.name, **{k: info.get(k) for k in ("task", "task_id", "hidden_size", "l2",
-                                                                      "threshold", "seed", "test_accuracy")},
+        points.append({"run": Path(run).name, **{k: info.get(k) for k in ("task", "task_id", "hidden_size", "l2",
+                                                                            "threshold", "seed", "test_accuracy")},
                        **{k: decay.get(k) for k in ("decay_rate", "decay_rate_first", "max_abs_eig")}})
+    return points
+
+
+def sweep_gradient_decay(sweep_dir, rate_tol: float = 0.05, plots: bool = True, write: bool = True) -> dict:
+    """Fig. 5's claim over a sweep: the final network's decay rate r against its ``max|λ(W_hh)|``, one point per run
+    whose ``analysis.json`` has a ``gradient_decay`` section. Returns (and with ``write`` stores as
+    ``<sweep>/gradient_decay.json``, with ``plots`` drawn as ``<sweep>/gradient_decay.png``, coloured by task):
+    ``sweep_dir``, ``points`` (:func:`gradient_decay_points`), ``summary`` (:func:`twm.analysis.decay_against_radius`
+    over all runs) and ``by_task`` (the same per task)."""
+    from twm.analysis import decay_against_radius, plot_decay_against_radius
+    from twm.sweep import run_dirs
+
+    sweep_dir = Path(sweep_dir)
+    points = gradient_decay_points(run_dirs(sweep_dir))
 
     def summary(rows):
         return decay_against_radius([_nan(p["max_abs_eig"]) for p in rows], [_nan(p["decay_rate"]) for p in rows],

@@ -148,8 +148,7 @@ def main() -> None:
 
     trained = [folder for folder in COMPRESSION if (HERE / folder).is_dir()]
     for folder in trained:
-        results[folder] = [describe(d, analysed(d)) for d in (HERE / folder).glob("seed_*")]
-        results[folder].sort(key=lambda row: row["seed"])
+        results[folder] = [describe(d, analysed(d)) for d in (HERE / folder / f"seed_{s}" for s in COMPRESSION_SEEDS)]
     plot_cluster_counts({COMPRESSION[f]: results[f] for f in trained}, HERE / "fig9a_cluster_counts.png")
     tile([HERE / f / f"seed_{s}" / "analysis/spectrum.png" for f in trained for s in COMPRESSION_SEEDS],
          [f"seed {s}, {COMPRESSION[f]}" for f in trained for s in COMPRESSION_SEEDS], HERE / "fig8b_9a_spectra.png", 3,

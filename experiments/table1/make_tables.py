@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from twm.analysis import decay_against_radius, plot_decay_against_radius
+from twm.analyze import gradient_decay_points
 from twm.report import CSV_COLUMNS, aggregate, format_table, run_row
 from twm.run.folder import RunFolder
 from twm.sweep import run_dirs
@@ -62,16 +63,7 @@ def cpu_tables() -> list[dict]:
 def gradient_decay(rate_tol: float = 0.05) -> dict | None:
     """r against max|λ(W_hh)| per run (docs/science.md §6), over all runs and split by hidden size and by whether
     the run learned its task (test accuracy above 0.6) or stayed at chance."""
-    points = []
-    for run in sorted((p for p in (HERE / "runs").iterdir() if p.is_dir()), key=_run_order):
-        path = run / "analysis.json"
-        analysis = json.loads(path.read_text()) if path.exists() else {}
-        decay = analysis.get("gradient_decay")
-        if decay:
-            info = analysis["run"]
-            points.append({"run": run.name, **{k: info[k] for k in ("task", "hidden_size", "l2", "threshold", "seed",
-                                                                      "test_accuracy")},
-                           **{k: decay[k] for k in ("decay_rate", "max_abs_eig")}})
+    points = gradient_decay_points(sorted((p for p in (HERE / "runs").iterdir() if p.is_dir()), key=_run_order))
     if not points:
         return None
 
