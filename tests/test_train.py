@@ -91,6 +91,45 @@ def test_bad_config_cli_exits_cleanly(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "new"),
+    [
+        (["model.l2=0.1"], "optimizer.l2=0.1"),
+        (["+model.lr=0.01"], "optimizer.lr=0.01"),  # Hydra itself would add it, and the run would ignore it
+        (["-m", "model.l2=0,0.001", "debug=default"], "optimizer.l2=0,0.001"),
+        (["++model.lr=3e-3", "model.hidden_size=16"], "optimizer.lr=3e-3"),
+    ],
+)
+def test_a_moved_key_on_the_command_line_names_the_new_key_in_one_line(args, new, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "twm.train", *args, f"hydra.run.dir={tmp_path}/run",
+                           f"hydra.sweep.dir={tmp_path}/sweep"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "WANDB_MODE": "disabled"}, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and f"write {new} instead" in proc.stderr, proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_moved_key_in_a_composed_config_or_a_sweep_grid_is_refused(tmp_path, capsys):
+    from omegaconf import OmegaConf, open_dict
+
+    from twm.train.config import MovedKeyError, check_moved_keys
+    from twm.train.preflight import check_sweep_keys
+
+    cfg = compose_train(["optimizer.l2=0.1", "optimizer.lr=0.01", "model.hidden_size=16"], tmp_path)
+    validate(cfg)
+    check_moved_keys(["optimizer.l2=0.1", "model.hidden_size=16", "model.l2x=1", "task=linear", "-m"])
+    with open_dict(cfg.model):
+        cfg.model.lr = 0.5  # as a YAML file of another layout, or +model.lr=0.5, would set it
+    with pytest.raises(MovedKeyError) as err:
+        validate(cfg)
+    assert err.value.key == "optimizer.lr" and "write optimizer.lr=0.5 instead" in str(err.value)
+    check_sweep_keys(OmegaConf.create({"hydra": {"sweeper": {"params": {"optimizer.l2": "0,0.1"}}}}))
+    with pytest.raises(SystemExit) as stop:
+        check_sweep_keys(OmegaConf.create({"hydra": {"sweeper": {"params": {"model.l2": "0,0.1"}}}}))
+    assert stop.value.code == 2
+    assert "hydra.sweeper.params: model.l2 has moved to optimizer.l2" in capsys.readouterr().err
+
+
 def _weights(run_dir):
     model, _ = RunFolder(run_dir).load_model()
     return model.state_dict()

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 import twm.help  # noqa: F401  (registers the resolvers of the --help page)
 import twm.train.config  # noqa: F401  (registers the structured-config schemas)
 from twm import CONF_DIR
-from twm.train.config import ConfigError
+from twm.train.config import ConfigError, MovedKeyError, check_moved_keys
 from twm.train.signals import StopRequested
 
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
@@ -31,14 +31,28 @@ def library_log_levels() -> None:
             logging.getLogger(name).setLevel(node.level)
 
 
+def main() -> float | None:
+    """``twm-train``: refuse a moved config key (``model.l2`` is ``optimizer.l2``) in one line before Hydra composes
+    the config (its own message would only say the key is not in the schema), then run :func:`hydra_main`."""
+    try:
+        check_moved_keys(sys.argv[1:])
+    except MovedKeyError as err:
+        sys.stderr.write(f"twm.train: {err}\n")
+        sys.exit(2)
+    return hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     from twm.train.pipeline import train  # imports Lightning (slow): not needed for --help or tab completion
 
     library_log_levels()
     logging.raiseExceptions = False  # a full disk must not turn every log line into a traceback
     try:
         summary = train(cfg)
+    except MovedKeyError as err:
+        sys.stderr.write(f"twm.train: {err}\n")
+        sys.exit(2)
     except ConfigError as err:
         sys.stderr.write(
             f"twm.train: {err}\nThe run was not started. Fix the value on the command line (e.g. {err.key}=...) "

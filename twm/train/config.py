@@ -3,6 +3,7 @@ checks that run before training (:func:`validate`), each naming the key and its 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,7 @@ def compose_train_config(overrides: Sequence[str] = (), output_dir=None, config_
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
+    check_moved_keys(overrides)
     GlobalHydra.instance().clear()
     extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
@@ -151,6 +153,41 @@ class ConfigError(ValueError):
         super().__init__(f"Invalid configuration: {key}={value!r}. Allowed: {allowed}.")
 
 
+class MovedKeyError(ConfigError):
+    """A config key of an older layout (:data:`MOVED_KEYS`): the message names the key that replaced it."""
+
+    def __init__(self, old: str, new: str, value: Any = None):
+        shown = "..." if value is None else value
+        ValueError.__init__(self, f"{old} has moved to {new} (the optimiser is its own config group, conf/optimizer/): "
+                                  f"write {new}={shown} instead")
+        self.key, self.value, self.allowed, self.old = new, value, f"the key {new}", old
+
+
+# Keys of an older layout and the keys that replaced them: setting an old one is refused (a silently ignored
+# learning rate or L2 would train another run than the one asked for); run folders written with them still load.
+MOVED_KEYS = {"model.l2": "optimizer.l2", "model.lr": "optimizer.lr"}
+_OVERRIDE = re.compile(r"^(?:~|\+\+|\+)?(?P<key>[\w.]+?)(?:=(?P<value>.*))?$")
+
+
+def check_moved_keys(overrides: Sequence[str]) -> None:
+    """Refuse command-line overrides (``key=v``, ``+key=v``, ``++key=v``, ``~key``) of a moved key, before Hydra
+    composes them (raises :class:`MovedKeyError`)."""
+    for override in overrides:
+        match = _OVERRIDE.match(str(override))
+        if match and match["key"] in MOVED_KEYS and (match["value"] is not None or str(override).startswith("~")):
+            raise MovedKeyError(match["key"], MOVED_KEYS[match["key"]], match["value"])
+
+
+def check_moved_config(cfg: DictConfig | dict) -> None:
+    """Refuse a composed config (or a sweep's ``hydra.sweeper.params``) that still sets a moved key, from a YAML
+    file or a ``+key=`` the schema let through (raises :class:`MovedKeyError`)."""
+    for old, new in MOVED_KEYS.items():
+        group, _, name = old.partition(".")
+        node = cfg.get(group) if hasattr(cfg, "get") else None
+        if old in cfg or (hasattr(node, "get") and name in node):
+            raise MovedKeyError(old, new, cfg[old] if old in cfg else node[name])
+
+
 LOGGERS = ("csv", "wandb")
 
 
@@ -160,6 +197,7 @@ def validate(cfg: DictConfig) -> None:
 
     from twm.run.spec import ARCHITECTURES, OPTIMIZERS, SCHEDULERS, RunSpec
 
+    check_moved_config(cfg)
     if cfg.get("seed") is None or int(cfg.seed) < 0:
         raise ConfigError("seed", cfg.get("seed"), "an integer >= 0 (0 is a valid seed)")
     task = cfg.task

@@ -49,6 +49,16 @@ def check_device(config: DictConfig) -> None:
                   "trainer=cpu, or run where a GPU is")
 
 
+def check_sweep_keys(config: DictConfig) -> None:
+    """A sweep grid (``hydra.sweeper.params`` of a preset or search space) over a moved key (``model.l2``)."""
+    from twm.train.config import MovedKeyError, check_moved_config
+
+    try:
+        check_moved_config(config.hydra.sweeper.get("params") or {})
+    except MovedKeyError as err:
+        _fail(f"hydra.sweeper.params: {err}")
+
+
 class Preflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         check_device(config)
@@ -58,6 +68,7 @@ class Preflight(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         check_device(config)
+        check_sweep_keys(config)
         target = str(config.hydra.launcher.get("_target_", ""))
         if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
             _fail("launcher=slurm, but SLURM is not installed here (no sbatch on PATH); run on the cluster's login "
