@@ -69,6 +69,23 @@ def test_count_matched_fraction_and_mean_sd():
     assert only(aggregate([row(1, 0.9, 0.001)]))["error_sd"] is None
 
 
+def test_seed_statistics_are_over_the_per_seed_values_the_table_averages():
+    from twm.report import seed_stats
+
+    rows = [row(1, 0.9, 0.002, 0.95), row(1, 0.98, 0.001, 0.97), row(2, 0.9, 0.003, 0.99), row(3, 0.98, None, 0.85)]
+    c = only(aggregate(rows))
+    # per seed: accuracy 0.97, 0.99, 0.85 (max over thresholds), error 0.001, 0.003 and none (min over thresholds)
+    assert c["accuracy"] == pytest.approx(2.81 / 3) and c["accuracy_sd"] == pytest.approx(0.0757188, abs=1e-7)
+    assert c["error"] == pytest.approx(0.002) and c["error_seed_sd"] == pytest.approx(0.00141421, abs=1e-8)
+    assert seed_stats(c) == "3 seeds; acc 0.937 ± 0.076; err 0.0020 ± 0.0014 (2/3)"
+    one = only(aggregate([row(1, 0.9, None, 0.5)]))
+    assert one["accuracy_sd"] is None and seed_stats(one) == "1 seed; acc 0.500; err — (0/1)"
+    assert seed_stats(only(aggregate([row(1, 0.9, 0.004, 0.9), row(2, 0.9, None, 0.7)]))) == (
+        "2 seeds; acc 0.800 ± 0.141; err 0.0040 (1/2)")
+    md = format_table(aggregate(rows)).split("## Seed statistics")[1].split("##")[0]
+    assert "| T1 / T1 (255,0,0) | 3 seeds; acc 0.937 ± 0.076; err 0.0020 ± 0.0014 (2/3) |" in md
+
+
 def test_failed_unfinished_and_unanalysed_runs_are_left_out_but_counted():
     rows = [row(1, err=0.001), row(2, err=None, acc=None, status="failed"), row(3, status="interrupted"),
             row(4, err=None, analysis="missing")]

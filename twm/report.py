@@ -17,8 +17,8 @@ Outputs (in the sweep folder, or ``out_dir``):
 - ``table1.csv``: one row per run folder, columns :data:`CSV_COLUMNS` (``task_id`` as ``"id1,id2,id3"``; empty
   where unknown);
 - ``table1.md``: the reproduced table in the paper's layout (rows: tasks keyed by id, with both label maps;
-  columns: hidden × L2; cells ``0.0005 (1.00)`` or ``— (0.93)``), the count-matched table, and the cell-by-cell
-  comparison ``reproduced | published`` with docs/science.md §4.1;
+  columns: hidden × L2; cells ``0.0005 (1.00)`` or ``— (0.93)``), the count-matched table, the seed statistics, and the
+  cell-by-cell comparison ``reproduced | published`` with docs/science.md §4.1;
 - ``table1.json``: the aggregated cells of :func:`aggregate` plus the published values;
 - ``results.csv``: one row per job of any sweep, its config, summary and analysis (columns: docs/results.md);
 - with ``format=html``, ``report.html`` (:func:`write_sweep_page`): the jobs by state, the tasks and their rules, the
@@ -180,7 +180,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
     ``None`` when no seed has — the table's "—"). ``error_optimal`` likewise with the optimal matching. Also:
     ``n_defined``/``n_runs`` = ``defined_fraction`` (runs whose eigenvalue counts matched, nonzero), and
     ``error_mean``/``error_sd``, ``error_optimal_mean``/``error_optimal_sd`` over those runs (sample sd, ``None``
-    for fewer than 2). ``mechanisms``: :func:`cell_mechanisms` (rows with a ``mechanism``, ``n_learned``,
+    for fewer than 2). Seed statistics, over the per-seed values above: ``accuracy_sd`` (sample sd of the seeds'
+    accuracies) and ``error_seed_sd`` (of the errors of the seeds that have one; ``None`` for fewer than 2).
+    ``mechanisms``: :func:`cell_mechanisms` (rows with a ``mechanism``, ``n_learned``,
     ``n_theory``). ``cell``: :func:`format_cell`; ``published``: docs/science.md §4.1's value where the paper
     has one.
     """
@@ -219,8 +221,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
         err_mean, err_sd = _mean_sd([_num(r["spectral_error"]) for r in defined_runs])
         opt_mean, opt_sd = _mean_sd([_num(r["spectral_error_optimal"]) for r in defined_runs
                                      if _num(r.get("spectral_error_optimal")) is not None])
-        error = statistics.fmean(seed_err) if seed_err else None
-        accuracy = statistics.fmean(seed_acc) if seed_acc else None
+        error, error_seed_sd = _mean_sd(seed_err)
+        accuracy, accuracy_sd = _mean_sd(seed_acc)
         first = g["first"]
         pub = published_cell(tid, hidden, l2) if model == ELMAN else None
         cells.append({
@@ -239,6 +241,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
             "error": error,
             "error_optimal": statistics.fmean(seed_opt) if seed_opt else None,
             "accuracy": accuracy,
+            "accuracy_sd": accuracy_sd,
+            "error_seed_sd": error_seed_sd,
             "n_defined": len(defined_runs),
             "defined_fraction": len(defined_runs) / len(runs) if runs else None,
             "error_mean": err_mean,
@@ -320,10 +324,24 @@ def _sd(mean, sd) -> str:
     return f"{format_error(mean)} ± {format_error(sd)}" if sd is not None else f"{format_error(mean)} (n=1)"
 
 
+def seed_stats(cell: dict) -> str:
+    """One cell of the seed-statistics table: ``n seeds; acc mean ± sd; err mean ± sd (k/n)``."""
+    if not cell["n_runs"]:
+        return "n/a"
+    n, acc = cell["n_seeds"], cell.get("accuracy")
+    accuracy = DASH if acc is None else (f"{acc:.3f} ± {cell['accuracy_sd']:.3f}" if cell.get("accuracy_sd")
+                                         is not None else f"{acc:.3f}")
+    sd = cell.get("error_seed_sd")
+    error = (f"; err {format_error(cell['error'])}{'' if sd is None else ' ± ' + format_error(sd)} "
+             f"({cell['n_seeds_defined']}/{n})" if cell["n_seeds_defined"] else f"; err {DASH} (0/{n})")
+    return f"{n} seed{'s' if n != 1 else ''}; acc {accuracy}{error}"
+
+
 def format_table(cells: list[dict], meta: dict | None = None) -> str:
     """``table1.md`` from :func:`aggregate`'s cells: the tasks and both label maps, the reproduced table (rows:
-    tasks keyed by id; columns: hidden × L2), the count-matched table, and ``reproduced | published`` for every
-    cell docs/science.md §4.1 shows. ``meta``: optional ``sweep_dir``/``counts``/``threshold`` for the header."""
+    tasks keyed by id; columns: hidden × L2), the count-matched table, the seed statistics (mean ± sd over seeds),
+    and ``reproduced | published`` for every cell docs/science.md §4.1 shows. ``meta``: optional
+    ``sweep_dir``/``counts``/``threshold`` for the header."""
     from twm.tasks import TABLE1_TASKS
 
     meta = meta or {}
@@ -396,6 +414,19 @@ def format_table(cells: list[dict], meta: dict | None = None) -> str:
     if columns:
         lines += _md_table(["task"] + [_col(*c) for c in columns],
                            [[label(t)] + [matched(by_key[(t, *c)]) if (t, *c) in by_key else "" for c in columns]
+                            for t in present])
+    if columns:
+        lines += [
+            "",
+            "## Seed statistics",
+            "",
+            "Per cell, over seeds (each seed's value is the one the reproduced table averages: the maximum accuracy "
+            "and the minimum defined error over the thresholds): the seeds, the test accuracy mean ± sd, and the error "
+            "mean ± sd over the seeds that have one (k of n seeds); sample sd.",
+            "",
+        ]
+        lines += _md_table(["task"] + [_col(*c) for c in columns],
+                           [[label(t)] + [seed_stats(by_key[(t, *c)]) if (t, *c) in by_key else "" for c in columns]
                             for t in present])
     if columns and any(c.get("mechanisms") for c in cells):
         lines += [

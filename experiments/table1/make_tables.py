@@ -4,11 +4,14 @@
 
 ``--collect`` first copies the small per-run files (``summary.json``, ``analysis.json``, ``.hydra/overrides.yaml``)
 of finished, analysed sweeps into ``runs/``: job i of ``table1_cpu`` as ``runs/i``, job i of another sweep
-``table1_cpu_<part>`` (complete_grid.sh) as ``runs/<part>_i``. Then, from ``runs/``: ``results.csv`` (one row per run),
+``table1_cpu_<part>`` (complete_grid.sh, more_seeds.sh) as ``runs/<part>_i``, except a variant check's sweep
+(``table1_cpu_bf16``: ``bf16_check/runs/i``). Then, from ``runs/``: ``results.csv`` (one row per run, with its
+``matmul`` variant),
 ``table1.md`` and ``table1.json`` (docs/science.md §4 aggregation, beside the published table),
 ``gradient_decay.json`` and ``gradient_decay.png`` (Fig. 5's claim over every run whose analysis has the post-hoc
 gradient-decay section: the decay rate r of the final network against max|λ(W_hh)|); from ``gpu/results_h*.csv``:
-``gpu/table1.md`` (the H200 grid, see README).
+``gpu/table1.md`` (the H200 grid, see README); from ``bf16_check/runs/``: ``bf16_check/fidelity.json`` (each run
+beside its default-variant twin in ``runs/``, and their cells compared).
 """
 
 from __future__ import annotations
@@ -27,10 +30,27 @@ from twm.sweep import run_dirs
 HERE = Path(__file__).resolve().parent
 
 
+CHECKS = {"bf16": HERE / "bf16_check"}  # sweeps that test a matmul variant: collected beside runs/, not into Table 1
+
+
 def collect(sweep_dir: Path) -> None:
     part = sweep_dir.name.removeprefix("table1_cpu").lstrip("_")
     for job in run_dirs(sweep_dir):
-        RunFolder(job).export(HERE / "runs" / (f"{part}_{job.name}" if part else job.name))
+        target = CHECKS[part] / "runs" / job.name if part in CHECKS else HERE / "runs" / (
+            f"{part}_{job.name}" if part else job.name)
+        RunFolder(job).export(target)
+
+
+def rows_of(folder: Path) -> list[dict]:
+    """:func:`twm.report.run_row` of every run under ``folder``, with the batched engine's ``matmul`` variant."""
+    rows = []
+    for run in sorted((p for p in folder.iterdir() if p.is_dir()), key=_run_order):
+        summary_path, analysis_path = run / "summary.json", run / "analysis.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        analysis = json.loads(analysis_path.read_text()) if analysis_path.exists() else None
+        row = run_row(run, summary.get("status", "unfinished"), analysis, "ok" if analysis else "missing")
+        rows.append({**row, "matmul": summary.get("matmul", "default")})
+    return rows
 
 
 def _run_order(run: Path) -> tuple:
@@ -40,14 +60,9 @@ def _run_order(run: Path) -> tuple:
 
 
 def cpu_tables() -> list[dict]:
-    rows = []
-    for run in sorted((p for p in (HERE / "runs").iterdir() if p.is_dir()), key=_run_order):
-        summary_path, analysis_path = run / "summary.json", run / "analysis.json"
-        status = json.loads(summary_path.read_text())["status"] if summary_path.exists() else "unfinished"
-        analysis = json.loads(analysis_path.read_text()) if analysis_path.exists() else None
-        rows.append(run_row(run, status, analysis, "ok" if analysis else "missing"))
+    rows = rows_of(HERE / "runs")
     with (HERE / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
+        writer = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, "matmul"])
         writer.writeheader()
         writer.writerows(rows)
     cells = aggregate(rows)
@@ -85,6 +100,35 @@ def gradient_decay(rate_tol: float = 0.05) -> dict | None:
     return result
 
 
+def variant_check(name: str, folder: Path) -> dict | None:
+    """A matmul variant against the default where the spectral error is defined: each run of ``folder/runs``
+    beside the default-variant run of ``runs/`` with the same task, hidden size, L2, threshold and seed, and the
+    cells of both (``twm.report.aggregate``) compared by benchmarks/fidelity.py's criteria: the same outcome (an
+    error or "—"), errors within a factor 2 where both are defined, mean test accuracies within 0.02."""
+    if not (folder / "runs").exists():
+        return None
+    key = ("task_id", "hidden", "l2", "threshold", "seed")
+    variant = rows_of(folder / "runs")
+    default = {tuple(r[k] for k in key): r for r in rows_of(HERE / "runs") if r["matmul"] == "default"}
+    pairs = [(default[tuple(r[k] for k in key)], r) for r in variant if tuple(r[k] for k in key) in default]
+    runs = [{**{k: b[k] for k in ("task", *key)}, "run_default": a["run"], "run_variant": b["run"],
+             **{f"{f}_{side}": r[f] for f in ("test_accuracy", "spectral_error", "n_learned", "defined")
+                for side, r in (("default", a), ("variant", b))}} for a, b in pairs]
+    cells = []
+    for base, other in zip(aggregate([a for a, _ in pairs]), aggregate([b for _, b in pairs])):
+        same = (base["error"] is None) == (other["error"] is None)
+        ratio = (max(base["error"], other["error"]) / min(base["error"], other["error"])
+                 if base["error"] is not None and other["error"] is not None else None)
+        diff = abs(base["accuracy"] - other["accuracy"])
+        cells.append({"task": base["task"], "hidden": base["hidden"], "l2": base["l2"], "default": base["cell"],
+                      "variant": other["cell"], "same_outcome": same, "error_ratio": ratio, "accuracy_diff": diff,
+                      "pass": same and (ratio is None or ratio <= 2.0) and diff <= 0.02})
+    result = {"variant": name, "n_pairs": len(pairs), "cells": cells, "runs": runs,
+              "pass": f"{sum(c['pass'] for c in cells)}/{len(cells)}"}
+    (folder / "fidelity.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
 def gpu_tables() -> list[dict] | None:
     paths = sorted((HERE / "gpu").glob("results_h*.csv"))
     if not paths:
@@ -116,6 +160,14 @@ def main() -> None:
                       f"count-matched {c['n_defined']}/{c['n_runs']}  published {(c['published'] or {}).get('cell')}")
 
 
+    for name, folder in CHECKS.items():
+        check = variant_check(name, folder)
+        if check:
+            print(f"{name} against default: {check['pass']} cells pass ({check['n_pairs']} run pairs)")
+            for c in check["cells"]:
+                print(f"  {c['task']:>17} h{c['hidden']} l2={c['l2']:<6} {c['default']:>14} | {c['variant']:<14} "
+                      f"ratio {c['error_ratio'] or float('nan'):.2f}  acc diff {c['accuracy_diff']:.3f}  "
+                      f"{'pass' if c['pass'] else 'FAIL'}")
     decay = gradient_decay() if (HERE / "runs").exists() else None
     if decay:
         print(json.dumps({k: decay[k] for k in ("n_runs", "summary", "by_hidden", "learned", "at_chance")}, indent=1))
