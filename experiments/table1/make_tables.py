@@ -4,14 +4,14 @@
 
 ``--collect`` first copies the small per-run files (``summary.json``, ``analysis.json``, ``.hydra/overrides.yaml``)
 of finished, analysed sweeps into ``runs/``: job i of ``table1_cpu`` as ``runs/i``, job i of another sweep
-``table1_cpu_<part>`` (complete_grid.sh, more_seeds.sh) as ``runs/<part>_i``, except a variant check's sweep
-(``table1_cpu_bf16``: ``bf16_check/runs/i``). Then, from ``runs/``: ``results.csv`` (one row per run, with its
-``matmul`` variant),
-``table1.md`` and ``table1.json`` (docs/science.md §4 aggregation, beside the published table),
-``gradient_decay.json`` and ``gradient_decay.png`` (Fig. 5's claim over every run whose analysis has the post-hoc
-gradient-decay section: the decay rate r of the final network against max|λ(W_hh)|); from ``gpu/results_h*.csv``:
-``gpu/table1.md`` (the H200 grid, see README); from ``bf16_check/runs/``: ``bf16_check/fidelity.json`` (each run
-beside its default-variant twin in ``runs/``, and their cells compared).
+``table1_cpu_<part>`` (complete_grid.sh, more_seeds.sh) as ``runs/<part>_i``, except the sweeps of a variant check
+(``table1_cpu_bf16``, ``table1_cpu_seeds_h64``, ``table1_cpu_seeds_h128``: ``bf16_check/runs/<part>_i``). Then,
+from ``runs/``: ``results.csv`` (one row per run, with its ``matmul`` variant), ``table1.md`` and ``table1.json``
+(docs/science.md §4 aggregation, beside the published table), ``gradient_decay.json`` and ``gradient_decay.png``
+(Fig. 5's claim over every run whose analysis has the post-hoc gradient-decay section: the decay rate r of the final
+network against max|λ(W_hh)|); from ``gpu/results_h*.csv``: ``gpu/table1.md`` (the H200 grid, see README); from
+``bf16_check/runs/`` and ``runs/``: ``bf16_check/fidelity.json`` (each bf16 run beside its default twin, and their
+cells compared).
 """
 
 from __future__ import annotations
@@ -30,15 +30,16 @@ from twm.sweep import run_dirs
 HERE = Path(__file__).resolve().parent
 
 
-CHECKS = {"bf16": HERE / "bf16_check"}  # sweeps that test a matmul variant: collected beside runs/, not into Table 1
+# Sweeps trained with a matmul variant as twins (same configs) of default-variant runs in runs/: collected beside
+# it as <variant>_check/runs/<part>_<job>, not into Table 1 (README: the bf16 variant fails the spectral criterion).
+CHECKS = {"bf16": "bf16", "seeds_h64": "bf16", "seeds_h128": "bf16"}
 
 
 def collect(sweep_dir: Path) -> None:
     part = sweep_dir.name.removeprefix("table1_cpu").lstrip("_")
+    runs = HERE / f"{CHECKS[part]}_check" / "runs" if part in CHECKS else HERE / "runs"
     for job in run_dirs(sweep_dir):
-        target = CHECKS[part] / "runs" / job.name if part in CHECKS else HERE / "runs" / (
-            f"{part}_{job.name}" if part else job.name)
-        RunFolder(job).export(target)
+        RunFolder(job).export(runs / (f"{part}_{job.name}" if part else job.name))
 
 
 def rows_of(folder: Path) -> list[dict]:
@@ -101,16 +102,18 @@ def gradient_decay(rate_tol: float = 0.05) -> dict | None:
 
 
 def variant_check(name: str, folder: Path) -> dict | None:
-    """A matmul variant against the default where the spectral error is defined: each run of ``folder/runs``
-    beside the default-variant run of ``runs/`` with the same task, hidden size, L2, threshold and seed, and the
+    """A matmul variant against the default where the spectral error is defined: each run of the variant (in
+    ``runs/`` or ``folder/runs``) beside its twin of the default variant (the same task, hidden size, L2, threshold
+    and seed, in either folder), and the
     cells of both (``twm.report.aggregate``) compared by benchmarks/fidelity.py's criteria: the same outcome (an
     error or "—"), errors within a factor 2 where both are defined, mean test accuracies within 0.02."""
     if not (folder / "runs").exists():
         return None
     key = ("task_id", "hidden", "l2", "threshold", "seed")
-    variant = rows_of(folder / "runs")
-    default = {tuple(r[k] for k in key): r for r in rows_of(HERE / "runs") if r["matmul"] == "default"}
-    pairs = [(default[tuple(r[k] for k in key)], r) for r in variant if tuple(r[k] for k in key) in default]
+    rows = rows_of(HERE / "runs") + rows_of(folder / "runs")
+    default = {tuple(r[k] for k in key): r for r in rows if r["matmul"] == "default"}
+    pairs = [(default[tuple(r[k] for k in key)], r) for r in rows
+             if r["matmul"] == name and tuple(r[k] for k in key) in default]
     runs = [{**{k: b[k] for k in ("task", *key)}, "run_default": a["run"], "run_variant": b["run"],
              **{f"{f}_{side}": r[f] for f in ("test_accuracy", "spectral_error", "n_learned", "defined")
                 for side, r in (("default", a), ("variant", b))}} for a, b in pairs]
@@ -160,8 +163,8 @@ def main() -> None:
                       f"count-matched {c['n_defined']}/{c['n_runs']}  published {(c['published'] or {}).get('cell')}")
 
 
-    for name, folder in CHECKS.items():
-        check = variant_check(name, folder)
+    for name in sorted(set(CHECKS.values())):
+        check = variant_check(name, HERE / f"{name}_check")
         if check:
             print(f"{name} against default: {check['pass']} cells pass ({check['n_pairs']} run pairs)")
             for c in check["cells"]:
