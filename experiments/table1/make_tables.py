@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import statistics
 from pathlib import Path
 
 from twm.analysis import decay_against_radius, plot_decay_against_radius
@@ -126,8 +127,15 @@ def variant_check(name: str, folder: Path) -> dict | None:
         cells.append({"task": base["task"], "hidden": base["hidden"], "l2": base["l2"], "default": base["cell"],
                       "variant": other["cell"], "same_outcome": same, "error_ratio": ratio, "accuracy_diff": diff,
                       "pass": same and (ratio is None or ratio <= 2.0) and diff <= 0.02})
-    result = {"variant": name, "n_pairs": len(pairs), "cells": cells, "runs": runs,
-              "pass": f"{sum(c['pass'] for c in cells)}/{len(cells)}"}
+    both = [(a, b) for a, b in pairs if a["defined"] and b["defined"]]
+    ratios = sorted(b["spectral_error"] / a["spectral_error"] for a, b in both)
+    result = {"variant": name, "n_pairs": len(pairs), "pass": f"{sum(c['pass'] for c in cells)}/{len(cells)}",
+              "pairs": {"both_count_matched": len(both), "variant_error_larger": sum(r > 1 for r in ratios),
+                        "error_ratio_median": statistics.median(ratios) if ratios else None,
+                        "error_ratio_range": [ratios[0], ratios[-1]] if ratios else None,
+                        "count_match_differs": sum(bool(a["defined"]) != bool(b["defined"]) for a, b in pairs),
+                        "accuracy_diff_max": max(abs(a["test_accuracy"] - b["test_accuracy"]) for a, b in pairs)},
+              "cells": cells, "runs": runs}
     (folder / "fidelity.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
@@ -166,7 +174,8 @@ def main() -> None:
     for name in sorted(set(CHECKS.values())):
         check = variant_check(name, HERE / f"{name}_check")
         if check:
-            print(f"{name} against default: {check['pass']} cells pass ({check['n_pairs']} run pairs)")
+            print(f"{name} against default: {check['pass']} cells pass ({check['n_pairs']} run pairs: "
+                  f"{json.dumps(check['pairs'])})")
             for c in check["cells"]:
                 print(f"  {c['task']:>17} h{c['hidden']} l2={c['l2']:<6} {c['default']:>14} | {c['variant']:<14} "
                       f"ratio {c['error_ratio'] or float('nan'):.2f}  acc diff {c['accuracy_diff']:.3f}  "
