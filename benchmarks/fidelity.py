@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from twm.analyze import AnalyzeOptions
-from twm.report import aggregate, collect_rows, format_error
+from twm.report import aggregate, collect_rows, compare_cells, format_error
 from twm.train.batched import MATMULS
 from twm.train.config import compose_train_config
 from twm.train.pipeline import prepare, train_packed
@@ -41,7 +41,6 @@ from twm.train.pipeline import prepare, train_packed
 STREAM = 20261202  # the held-out draw
 HIDDEN = 64
 L2S = (0.0, 0.1)
-ERROR_FACTOR, ACCURACY_TOL = 2.0, 0.02
 
 
 def held_out() -> dict:
@@ -65,17 +64,6 @@ def train_variant(folder: Path, matmul: str, cells: dict, steps: int) -> float:
     t0 = time.perf_counter()
     train_packed(jobs, len(jobs), "cpu", matmul=matmul, progress_every=500)
     return time.perf_counter() - t0
-
-
-def compare(base: dict, other: dict) -> dict:
-    """One cell of a variant against the default's."""
-    same = (base["error"] is None) == (other["error"] is None)
-    ratio = None
-    if base["error"] is not None and other["error"] is not None:
-        ratio = max(base["error"], other["error"]) / min(base["error"], other["error"])
-    acc = abs(base["accuracy"] - other["accuracy"])
-    ok = same and (ratio is None or ratio <= ERROR_FACTOR) and acc <= ACCURACY_TOL
-    return {"same_outcome": same, "error_ratio": ratio, "accuracy_diff": acc, "pass": ok}
 
 
 def main() -> None:
@@ -107,7 +95,7 @@ def main() -> None:
         entry = {"task": key[0], "l2": key[1], "default": {"error": b["error"], "accuracy": b["accuracy"]}}
         for v in args.variants:
             c = table[v][1][key]
-            cmp = compare(b, c)
+            cmp = compare_cells(b, c)
             entry[v] = {"error": c["error"], "accuracy": c["accuracy"], **cmp}
             ratio = "" if cmp["error_ratio"] is None else f" x{cmp['error_ratio']:.2f}"
             line += f"{c['cell'] + ratio + (' ok' if cmp['pass'] else ' FAIL'):>28} "

@@ -86,6 +86,22 @@ def test_seed_statistics_are_over_the_per_seed_values_the_table_averages():
     assert "| T1 / T1 (255,0,0) | 3 seeds; acc 0.937 ± 0.076; err 0.0020 ± 0.0014 (2/3) |" in md
 
 
+def test_compare_cells_by_outcome_error_factor_and_accuracy():
+    from twm.report import compare_cells
+
+    def cell(error, accuracy):
+        return {"error": error, "accuracy": accuracy}
+
+    assert compare_cells(cell(0.001, 0.99), cell(0.0019, 0.975)) == {
+        "same_outcome": True, "error_ratio": pytest.approx(1.9), "accuracy_diff": pytest.approx(0.015), "pass": True}
+    assert not compare_cells(cell(0.001, 0.99), cell(0.0021, 0.99))["pass"]  # x2.1: outside the factor 2
+    assert not compare_cells(cell(0.0021, 0.99), cell(0.001, 0.99))["pass"]  # either way round
+    assert not compare_cells(cell(0.001, 0.99), cell(0.001, 0.965))["pass"]  # accuracies 0.025 apart
+    outcome = compare_cells(cell(0.001, 0.99), cell(None, 0.99))
+    assert outcome["same_outcome"] is False and outcome["error_ratio"] is None and not outcome["pass"]
+    assert compare_cells(cell(None, 0.97), cell(None, 0.96))["pass"]
+
+
 def test_failed_unfinished_and_unanalysed_runs_are_left_out_but_counted():
     rows = [row(1, err=0.001), row(2, err=None, acc=None, status="failed"), row(3, status="interrupted"),
             row(4, err=None, analysis="missing")]

@@ -259,6 +259,22 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return cells
 
 
+FIDELITY_ERROR_FACTOR, FIDELITY_ACCURACY_TOL = 2.0, 0.02
+
+
+def compare_cells(base: dict, other: dict) -> dict:
+    """Whether cell ``other`` (of :func:`aggregate`) reproduces ``base`` (benchmarks/fidelity.py's criteria): the
+    same outcome (an error, or "—"), errors within a factor :data:`FIDELITY_ERROR_FACTOR` where both are defined,
+    mean test accuracies within :data:`FIDELITY_ACCURACY_TOL`."""
+    same = (base["error"] is None) == (other["error"] is None)
+    ratio = None
+    if base["error"] is not None and other["error"] is not None:
+        ratio = max(base["error"], other["error"]) / min(base["error"], other["error"])
+    acc = abs(base["accuracy"] - other["accuracy"])
+    ok = same and (ratio is None or ratio <= FIDELITY_ERROR_FACTOR) and acc <= FIDELITY_ACCURACY_TOL
+    return {"same_outcome": same, "error_ratio": ratio, "accuracy_diff": acc, "pass": ok}
+
+
 def cell_mechanisms(runs: list[dict]) -> dict | None:
     """The cross-seed summary of one cell (docs/science.md §5): :func:`twm.analysis.mechanisms.mechanism_summary`
     of its runs' ``mechanism`` (:func:`run_mechanism`; over all seeds and curriculum thresholds), with

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from twm.analysis import decay_against_radius, plot_decay_against_radius
 from twm.analyze import gradient_decay_points
-from twm.report import CSV_COLUMNS, aggregate, format_table, run_row
+from twm.report import CSV_COLUMNS, aggregate, compare_cells, format_table, run_row
 from twm.run.folder import RunFolder
 from twm.sweep import run_dirs
 
@@ -61,8 +61,7 @@ def _run_order(run: Path) -> tuple:
     return part, int(job)
 
 
-def cpu_tables() -> list[dict]:
-    rows = rows_of(HERE / "runs")
+def cpu_tables(rows: list[dict]) -> list[dict]:
     with (HERE / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, "matmul"])
         writer.writeheader()
@@ -102,31 +101,25 @@ def gradient_decay(rate_tol: float = 0.05) -> dict | None:
     return result
 
 
-def variant_check(name: str, folder: Path) -> dict | None:
+def variant_check(name: str, folder: Path, rows: list[dict]) -> dict | None:
     """A matmul variant against the default where the spectral error is defined: each run of the variant (in
     ``runs/`` or ``folder/runs``) beside its twin of the default variant (the same task, hidden size, L2, threshold
     and seed, in either folder), and the
-    cells of both (``twm.report.aggregate``) compared by benchmarks/fidelity.py's criteria: the same outcome (an
-    error or "—"), errors within a factor 2 where both are defined, mean test accuracies within 0.02."""
+    cells of both (``twm.report.aggregate``) compared by :func:`twm.report.compare_cells`, benchmarks/fidelity.py's
+    criteria. ``rows``: those of ``runs/``."""
     if not (folder / "runs").exists():
         return None
     key = ("task_id", "hidden", "l2", "threshold", "seed")
-    rows = rows_of(HERE / "runs") + rows_of(folder / "runs")
+    rows = rows + rows_of(folder / "runs")
     default = {tuple(r[k] for k in key): r for r in rows if r["matmul"] == "default"}
     pairs = [(default[tuple(r[k] for k in key)], r) for r in rows
              if r["matmul"] == name and tuple(r[k] for k in key) in default]
     runs = [{**{k: b[k] for k in ("task", *key)}, "run_default": a["run"], "run_variant": b["run"],
              **{f"{f}_{side}": r[f] for f in ("test_accuracy", "spectral_error", "n_learned", "defined")
                 for side, r in (("default", a), ("variant", b))}} for a, b in pairs]
-    cells = []
-    for base, other in zip(aggregate([a for a, _ in pairs]), aggregate([b for _, b in pairs])):
-        same = (base["error"] is None) == (other["error"] is None)
-        ratio = (max(base["error"], other["error"]) / min(base["error"], other["error"])
-                 if base["error"] is not None and other["error"] is not None else None)
-        diff = abs(base["accuracy"] - other["accuracy"])
-        cells.append({"task": base["task"], "hidden": base["hidden"], "l2": base["l2"], "default": base["cell"],
-                      "variant": other["cell"], "same_outcome": same, "error_ratio": ratio, "accuracy_diff": diff,
-                      "pass": same and (ratio is None or ratio <= 2.0) and diff <= 0.02})
+    cells = [{"task": base["task"], "hidden": base["hidden"], "l2": base["l2"], "default": base["cell"],
+              "variant": other["cell"], **compare_cells(base, other)}
+             for base, other in zip(aggregate([a for a, _ in pairs]), aggregate([b for _, b in pairs]))]
     both = [(a, b) for a, b in pairs if a["defined"] and b["defined"]]
     ratios = sorted(b["spectral_error"] / a["spectral_error"] for a, b in both)
     result = {"variant": name, "n_pairs": len(pairs), "pass": f"{sum(c['pass'] for c in cells)}/{len(cells)}",
@@ -163,16 +156,15 @@ def main() -> None:
     args = parser.parse_args()
     for sweep_dir in args.collect or ():
         collect(sweep_dir)
-    for name, cells in (("CPU", cpu_tables() if (HERE / "runs").exists() else None), ("GPU", gpu_tables())):
+    rows = rows_of(HERE / "runs") if (HERE / "runs").exists() else None
+    for name, cells in (("CPU", cpu_tables(rows) if rows is not None else None), ("GPU", gpu_tables())):
         if cells:
             print(f"{name}: {len(cells)} cells")
             for c in cells:
                 print(f"  {c['label_table']:>3} h{c['hidden']:<4} l2={c['l2']:<6} {c['cell']:>16}  "
                       f"count-matched {c['n_defined']}/{c['n_runs']}  published {(c['published'] or {}).get('cell')}")
-
-
     for name in sorted(set(CHECKS.values())):
-        check = variant_check(name, HERE / f"{name}_check")
+        check = variant_check(name, HERE / f"{name}_check", rows or [])
         if check:
             print(f"{name} against default: {check['pass']} cells pass ({check['n_pairs']} run pairs: "
                   f"{json.dumps(check['pairs'])})")

@@ -183,7 +183,7 @@ def check_moved_config(cfg: DictConfig | dict) -> None:
     file or a ``+key=`` the schema let through (raises :class:`MovedKeyError`)."""
     for old, new in MOVED_KEYS.items():
         group, _, name = old.partition(".")
-        node = cfg.get(group) if hasattr(cfg, "get") else None
+        node = cfg.get(group)
         if old in cfg or (hasattr(node, "get") and name in node):
             raise MovedKeyError(old, new, cfg[old] if old in cfg else node[name])
 
